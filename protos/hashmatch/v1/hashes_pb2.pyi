@@ -1,0 +1,73 @@
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Algorithm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ALGORITHM_UNSPECIFIED: _ClassVar[Algorithm]
+    ALGORITHM_PDQ: _ClassVar[Algorithm]
+    ALGORITHM_PHASH: _ClassVar[Algorithm]
+    ALGORITHM_DHASH: _ClassVar[Algorithm]
+    ALGORITHM_AHASH: _ClassVar[Algorithm]
+    ALGORITHM_WHASH: _ClassVar[Algorithm]
+    ALGORITHM_MD5: _ClassVar[Algorithm]
+    ALGORITHM_SHA256: _ClassVar[Algorithm]
+ALGORITHM_UNSPECIFIED: Algorithm
+ALGORITHM_PDQ: Algorithm
+ALGORITHM_PHASH: Algorithm
+ALGORITHM_DHASH: Algorithm
+ALGORITHM_AHASH: Algorithm
+ALGORITHM_WHASH: Algorithm
+ALGORITHM_MD5: Algorithm
+ALGORITHM_SHA256: Algorithm
+
+class Hash(_message.Message):
+    __slots__ = ("algorithm", "value", "quality")
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
+    algorithm: Algorithm
+    value: str
+    quality: int
+    def __init__(self, algorithm: _Optional[_Union[Algorithm, str]] = ..., value: _Optional[str] = ..., quality: _Optional[int] = ...) -> None: ...
+
+class ImageInfo(_message.Message):
+    __slots__ = ("width", "height", "format", "frame_count")
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    FRAME_COUNT_FIELD_NUMBER: _ClassVar[int]
+    width: int
+    height: int
+    format: str
+    frame_count: int
+    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., format: _Optional[str] = ..., frame_count: _Optional[int] = ...) -> None: ...
+
+class Match(_message.Message):
+    __slots__ = ("list_name", "entry_id", "label", "algorithm", "distance", "threshold", "query_index")
+    LIST_NAME_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    QUERY_INDEX_FIELD_NUMBER: _ClassVar[int]
+    list_name: str
+    entry_id: str
+    label: str
+    algorithm: Algorithm
+    distance: int
+    threshold: int
+    query_index: int
+    def __init__(self, list_name: _Optional[str] = ..., entry_id: _Optional[str] = ..., label: _Optional[str] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., distance: _Optional[int] = ..., threshold: _Optional[int] = ..., query_index: _Optional[int] = ...) -> None: ...
+
+class Error(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
