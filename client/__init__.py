@@ -1,1 +1,79 @@
+"""The hashmatch SDK and staff CLI: a thin client needing only grpcio and protobuf.
 
+    from hashmatch.client import Client
+
+    with Client("127.0.0.1:50051") as c:
+        result = c.match_image("upload.jpg")
+        if result.matched:
+            ...
+
+:class:`AsyncClient` has the same methods as coroutines. Every failed call raises a
+:class:`HashmatchError` subclass keeping the gRPC status code and details.
+"""
+
+from hashmatch.client.async_client import AsyncClient
+from hashmatch.client.config import USE_CLIENT_DEFAULT, ClientConfig
+from hashmatch.client.errors import (
+    AlreadyExists,
+    DeadlineExceeded,
+    FailedPrecondition,
+    HashmatchError,
+    ImageTooLarge,
+    Internal,
+    InvalidArgument,
+    InvalidHash,
+    InvalidImage,
+    ListExists,
+    ListNotFound,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+)
+from hashmatch.client.models import (
+    HashEntry,
+    HashImageResult,
+    HashList,
+    HashValue,
+    ImageInfo,
+    Match,
+    MatchImageResult,
+    StreamResult,
+    UploadResult,
+)
+from hashmatch.client.sync_client import Client
+from hashmatch.hashing.algorithms import Algorithm
+
+__all__ = [
+    "Algorithm",
+    "AlreadyExists",
+    "AsyncClient",
+    "Client",
+    "ClientConfig",
+    "DeadlineExceeded",
+    "FailedPrecondition",
+    "HashEntry",
+    "HashImageResult",
+    "HashList",
+    "HashValue",
+    "HashmatchError",
+    "ImageInfo",
+    "ImageTooLarge",
+    "Internal",
+    "InvalidArgument",
+    "InvalidHash",
+    "InvalidImage",
+    "ListExists",
+    "ListNotFound",
+    "Match",
+    "MatchImageResult",
+    "NotFound",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "StreamResult",
+    "USE_CLIENT_DEFAULT",
+    "Unauthenticated",
+    "Unavailable",
+    "UploadResult",
+]

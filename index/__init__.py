@@ -1,1 +1,24 @@
+"""Hash lists: the durable store (source of truth) and the in-memory search derived from it.
 
+No gRPC here: the server turns these objects and errors into protobuf and status codes.
+"""
+
+from .errors import InvalidEntry, InvalidListSpec, ListError, ListExists, ListNotFound
+from .hashlists import HashLists
+from .records import Hit, ListInfo, NewEntry, UploadOutcome
+from .store import SQLiteStore, Store
+
+__all__ = [
+    "HashLists",
+    "Hit",
+    "InvalidEntry",
+    "InvalidListSpec",
+    "ListError",
+    "ListExists",
+    "ListInfo",
+    "ListNotFound",
+    "NewEntry",
+    "SQLiteStore",
+    "Store",
+    "UploadOutcome",
+]

@@ -1,1 +1,1 @@
-
+"""The gRPC service: servicers that turn requests into hashing and index calls."""

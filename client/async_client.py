@@ -1,0 +1,269 @@
+"""The asyncio SDK client (grpc.aio): ``async with AsyncClient("host:port") as c: await c.match_image(path)``.
+
+Same methods, arguments and results as :class:`hashmatch.client.Client`, as coroutines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence, TypeVar
+
+import grpc
+import grpc.aio
+
+from hashmatch.client import convert
+from hashmatch.client.config import DEFAULT_ADDRESS, DEFAULT_TIMEOUT, USE_CLIENT_DEFAULT, ClientConfig, Timeout
+from hashmatch.client.convert import HashLike, ImageSource
+from hashmatch.client.errors import from_rpc_error
+from hashmatch.client.models import (
+    HashEntry,
+    HashImageResult,
+    HashList,
+    Match,
+    MatchImageResult,
+    StreamResult,
+    UploadResult,
+)
+from hashmatch.hashing.algorithms import Algorithm
+from hashmatch.v1 import lists_pb2, lists_pb2_grpc, matcher_pb2, matcher_pb2_grpc
+
+T = TypeVar("T")
+
+
+class _RequestErrors:
+    """Remembers an exception raised while producing a stream's requests.
+
+    grpc.aio consumes request iterators in a task of its own and, when one raises, only
+    cancels the call (awaiting it then raises CancelledError); the original would be lost.
+    """
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+
+    async def capture(self, requests: AsyncIterator[T]) -> AsyncIterator[T]:
+        try:
+            async for request in requests:
+                yield request
+        except Exception as exc:
+            self.error = exc
+            raise
+
+
+async def _aiter(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
+
+
+class AsyncClient(ClientConfig):
+    """An asyncio hashmatch client over one grpc.aio channel; use it with ``async with``.
+
+    The channel is opened on first use (or on entering the context), inside the running
+    event loop, so the client may be constructed outside one.
+    """
+
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        super().__init__(address, timeout=timeout, options=options)
+        self._channel: grpc.aio.Channel | None = None
+        self._matcher_stub: matcher_pb2_grpc.MatcherServiceStub | None = None
+        self._lists_stub: lists_pb2_grpc.ListsServiceStub | None = None
+
+    # -- lifecycle --
+
+    def _open(self) -> None:
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self.address, options=self.channel_options())
+            self._matcher_stub = matcher_pb2_grpc.MatcherServiceStub(self._channel)
+            self._lists_stub = lists_pb2_grpc.ListsServiceStub(self._channel)
+
+    @property
+    def _matcher(self) -> matcher_pb2_grpc.MatcherServiceStub:
+        self._open()
+        assert self._matcher_stub is not None
+        return self._matcher_stub
+
+    @property
+    def _lists(self) -> lists_pb2_grpc.ListsServiceStub:
+        self._open()
+        assert self._lists_stub is not None
+        return self._lists_stub
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            channel, self._channel = self._channel, None
+            self._matcher_stub = self._lists_stub = None
+            await channel.close()
+
+    async def __aenter__(self) -> "AsyncClient":
+        self._open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def _call(self, method: Callable[..., Awaitable[T]], request: Any, timeout: Timeout) -> T:
+        try:
+            return await method(request, timeout=self.deadline(timeout))
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+
+    # -- MatcherService --
+
+    async def hash_image(
+        self,
+        image: ImageSource,
+        algorithms: Sequence[Algorithm | str] | None = None,
+        *,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> HashImageResult:
+        request = matcher_pb2.HashImageRequest(
+            image=convert.read_image(image), algorithms=convert.algorithms_to_proto(algorithms)
+        )
+        return convert.hash_image_result(await self._call(self._matcher.HashImage, request, timeout))
+
+    async def match_image(
+        self,
+        image: ImageSource,
+        lists: Sequence[str] | None = None,
+        algorithms: Sequence[Algorithm | str] | None = None,
+        *,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> MatchImageResult:
+        request = convert.match_image_request(image, lists, algorithms)
+        return convert.match_image_result(await self._call(self._matcher.MatchImage, request, timeout))
+
+    async def match_hashes(
+        self,
+        hashes: Sequence[HashLike],
+        lists: Sequence[str] | None = None,
+        *,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> tuple[Match, ...]:
+        request = matcher_pb2.MatchHashesRequest(
+            hashes=[convert.hash_to_proto(h) for h in hashes], list_names=convert.list_names(lists)
+        )
+        return convert.matches((await self._call(self._matcher.MatchHashes, request, timeout)).matches)
+
+    async def match_image_stream(
+        self,
+        images: Iterable[tuple[str, ImageSource]] | AsyncIterable[tuple[str, ImageSource]],
+        lists: Sequence[str] | None = None,
+        algorithms: Sequence[Algorithm | str] | None = None,
+        *,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> AsyncIterator[StreamResult]:
+        """``async for r in c.match_image_stream(images): ...`` -- see Client.match_image_stream."""
+
+        async def requests() -> AsyncIterator[matcher_pb2.MatchImageStreamRequest]:
+            async for request_id, image in _aiter(images):
+                yield convert.stream_request(request_id, image, lists, algorithms)
+
+        errors = _RequestErrors()
+        call = self._matcher.MatchImageStream(errors.capture(requests()), timeout=self.deadline(timeout))
+        try:
+            async for response in call:
+                yield convert.stream_result(response)
+        except grpc.RpcError as error:
+            if errors.error is not None:
+                raise errors.error from None
+            raise from_rpc_error(error) from None
+        except asyncio.CancelledError:
+            # grpc.aio cancels the call when the request iterator raised: surface that error.
+            if errors.error is not None:
+                raise errors.error from None
+            raise
+        finally:
+            call.cancel()  # no-op when finished; ends the stream if the caller stopped early
+
+    # -- ListsService --
+
+    async def create_list(
+        self,
+        name: str,
+        *,
+        description: str = "",
+        thresholds: Mapping[Algorithm | str, int] | None = None,
+        enabled: bool = True,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> HashList:
+        request = convert.create_list_request(name, description, thresholds, enabled)
+        return convert.hash_list((await self._call(self._lists.CreateList, request, timeout)).list)
+
+    async def get_list(self, name: str, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> HashList:
+        request = lists_pb2.GetListRequest(name=name)
+        return convert.hash_list((await self._call(self._lists.GetList, request, timeout)).list)
+
+    async def list_lists(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> tuple[HashList, ...]:
+        response = await self._call(self._lists.ListLists, lists_pb2.ListListsRequest(), timeout)
+        return tuple(convert.hash_list(m) for m in response.lists)
+
+    async def update_list(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        thresholds: Mapping[Algorithm | str, int] | None = None,
+        enabled: bool | None = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> HashList:
+        request = convert.update_list_request(name, description, thresholds, enabled)
+        return convert.hash_list((await self._call(self._lists.UpdateList, request, timeout)).list)
+
+    async def delete_list(self, name: str, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> int:
+        request = lists_pb2.DeleteListRequest(name=name)
+        return (await self._call(self._lists.DeleteList, request, timeout)).entries_removed
+
+    async def upload_hashes(
+        self,
+        list_name: str,
+        entries: Iterable[HashEntry] | AsyncIterable[HashEntry],
+        *,
+        batch_size: int = 1000,
+        on_progress: Callable[[int], None] | None = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> UploadResult:
+        """See Client.upload_hashes; ``entries`` may also be an async iterable."""
+        batcher = convert.UploadBatcher(list_name, batch_size, on_progress)
+
+        async def requests() -> AsyncIterator[lists_pb2.UploadHashesRequest]:
+            async for entry in _aiter(entries):
+                if (message := batcher.add(entry)) is not None:
+                    yield message
+            if (message := batcher.finish()) is not None:
+                yield message
+
+        errors = _RequestErrors()
+        try:
+            response = await self._lists.UploadHashes(errors.capture(requests()), timeout=self.deadline(timeout))
+        except grpc.RpcError as error:
+            if errors.error is not None:
+                raise errors.error from None
+            raise from_rpc_error(error) from None
+        except asyncio.CancelledError:
+            if errors.error is not None:
+                raise errors.error from None
+            raise
+        return convert.upload_result(response)
+
+    async def remove_hashes(
+        self,
+        list_name: str,
+        *,
+        entry_ids: Iterable[str] = (),
+        hashes: Iterable[HashLike] = (),
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> int:
+        request = convert.remove_hashes_request(list_name, entry_ids, hashes)
+        return (await self._call(self._lists.RemoveHashes, request, timeout)).removed

@@ -1,0 +1,142 @@
+"""Typed results and inputs of the SDK: frozen dataclasses, never raw protobuf.
+
+Algorithms are :class:`hashmatch.hashing.algorithms.Algorithm` members; inputs that take an
+algorithm also accept its name (``"pdq"``, ``"PDQ"``, ``"ALGORITHM_PDQ"``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from hashmatch.hashing.algorithms import Algorithm, Hash
+
+if TYPE_CHECKING:
+    from hashmatch.client.errors import HashmatchError
+
+
+def to_algorithm(value: Algorithm | str) -> Algorithm:
+    """An Algorithm from a member or any name Algorithm.parse accepts; ValueError otherwise."""
+    if isinstance(value, Algorithm):
+        return value
+    if isinstance(value, str):
+        return Algorithm.parse(value)
+    raise TypeError(f"expected an Algorithm or its name, got {type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class HashValue:
+    """One hash as the server reports it: the algorithm, lowercase hex, and PDQ's quality."""
+
+    algorithm: Algorithm
+    value: str
+    quality: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "algorithm", to_algorithm(self.algorithm))
+
+    def to_hash(self) -> Hash:
+        """The value as a :class:`Hash` (raw bytes); raises HashFormatError on bad hex."""
+        return Hash.from_hex(self.algorithm, self.value)
+
+    def __str__(self) -> str:
+        return f"{self.algorithm.value}:{self.value}"
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    width: int
+    height: int
+    format: str
+    frame_count: int
+
+
+@dataclass(frozen=True)
+class Match:
+    """A listed entry one of the query's hashes fell within the list's threshold of."""
+
+    list_name: str
+    entry_id: str
+    label: str
+    algorithm: Algorithm
+    distance: int
+    threshold: int
+    # Index into the query's hashes (MatchImageResult.hashes, or match_hashes' argument).
+    query_index: int
+
+
+@dataclass(frozen=True)
+class HashImageResult:
+    hashes: tuple[HashValue, ...]
+    image: ImageInfo
+
+    def get(self, algorithm: Algorithm | str) -> HashValue | None:
+        """The hash computed with ``algorithm``, if it was asked for."""
+        wanted = to_algorithm(algorithm)
+        return next((h for h in self.hashes if h.algorithm is wanted), None)
+
+
+@dataclass(frozen=True)
+class MatchImageResult:
+    hashes: tuple[HashValue, ...]
+    matches: tuple[Match, ...]
+    image: ImageInfo
+
+    @property
+    def matched(self) -> bool:
+        return bool(self.matches)
+
+    def get(self, algorithm: Algorithm | str) -> HashValue | None:
+        wanted = to_algorithm(algorithm)
+        return next((h for h in self.hashes if h.algorithm is wanted), None)
+
+
+@dataclass(frozen=True)
+class HashList:
+    name: str
+    description: str
+    # Every algorithm's threshold, defaults included, as the server applies them.
+    thresholds: dict[Algorithm, int]
+    enabled: bool
+    # Entries per algorithm; algorithms without entries may be absent.
+    entry_counts: dict[Algorithm, int]
+    entry_count: int
+    created: datetime
+    updated: datetime
+
+
+@dataclass(frozen=True)
+class HashEntry:
+    """One entry to upload. ``line`` is the 1-based line of the file it came from (0: none)."""
+
+    algorithm: Algorithm
+    hash: str
+    label: str = ""
+    id: str = ""
+    source: str = ""
+    line: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "algorithm", to_algorithm(self.algorithm))
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    received: int
+    added: int
+    unchanged: int
+    list: HashList
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    """One answer from match_image_stream: exactly one of ``result`` and ``error`` is set."""
+
+    request_id: str
+    result: MatchImageResult | None = None
+    error: HashmatchError | None = field(default=None, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None

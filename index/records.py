@@ -1,0 +1,56 @@
+"""The value objects the index takes and returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from hashmatch.hashing.algorithms import Algorithm
+
+
+@dataclass(frozen=True)
+class ListInfo:
+    list_id: int
+    name: str
+    description: str
+    thresholds: dict[Algorithm, int]
+    enabled: bool
+    created: datetime
+    updated: datetime
+    counts: dict[Algorithm, int] = field(default_factory=dict)
+
+    @property
+    def entry_count(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    """One hash to load. An empty ``entry_id`` lets the store assign one (or keep the listed one)."""
+
+    algorithm: Algorithm
+    value: bytes
+    label: str = ""
+    entry_id: str = ""
+    source: str = ""
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    received: int
+    added: int
+    unchanged: int
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A listed entry within the list's threshold of a query hash. Carries no listed hash value."""
+
+    list_name: str
+    entry_id: str
+    label: str
+    algorithm: Algorithm
+    distance: int
+    threshold: int
+    query_index: int

@@ -1,0 +1,429 @@
+"""The durable store: lists and their entries. It is the source of truth; search indexes derive from it.
+
+``Store`` is the interface a store offers; ``SQLiteStore`` is the embedded default.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator, Mapping, Protocol, Sequence
+
+from hashmatch.hashing.algorithms import Algorithm, Hash
+
+from .errors import InvalidEntry, ListExists, ListNotFound
+from .records import ListInfo, NewEntry, UploadOutcome
+from .validation import (
+    check_description,
+    check_list_name,
+    check_thresholds,
+    default_thresholds,
+    entry_problem,
+)
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    """An entry as the search index needs it. ``row_id`` is unique across all lists."""
+
+    row_id: int
+    list_id: int
+    algorithm: Algorithm
+    value: bytes
+    entry_id: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a write did, for the search index to apply as a delta."""
+
+    added: tuple[StoredEntry, ...] = ()
+    relabelled: tuple[StoredEntry, ...] = ()
+    removed: tuple[tuple[Algorithm, int], ...] = ()  # (algorithm, row_id)
+
+
+class Store(Protocol):
+    def create_list(
+        self, name: str, description: str, thresholds: Mapping[Algorithm, int], enabled: bool
+    ) -> ListInfo: ...
+    def get_list(self, name: str) -> ListInfo: ...
+    def list_lists(self) -> list[ListInfo]: ...
+    def update_list(
+        self,
+        name: str,
+        description: str | None,
+        thresholds: Mapping[Algorithm, int] | None,
+        enabled: bool | None,
+    ) -> ListInfo: ...
+    def delete_list(self, name: str) -> tuple[int, Change]: ...
+    def add_entries(
+        self, name: str, entries: Sequence[NewEntry], rejected: Sequence[InvalidEntry] = ()
+    ) -> tuple[UploadOutcome, Change]: ...
+    def remove_entries(
+        self, name: str, entry_ids: Sequence[str], hashes: Sequence[Hash]
+    ) -> tuple[int, Change]: ...
+    def iter_entries(self) -> Iterator[StoredEntry]: ...
+    def close(self) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS lists (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    description TEXT NOT NULL DEFAULT '',
+    enabled     INTEGER NOT NULL,
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS thresholds (
+    list_id   INTEGER NOT NULL REFERENCES lists(id) ON DELETE CASCADE,
+    algorithm TEXT NOT NULL,
+    threshold INTEGER NOT NULL,
+    PRIMARY KEY (list_id, algorithm)
+);
+CREATE TABLE IF NOT EXISTS entries (
+    id        INTEGER PRIMARY KEY,
+    list_id   INTEGER NOT NULL REFERENCES lists(id) ON DELETE CASCADE,
+    entry_id  TEXT NOT NULL,
+    algorithm TEXT NOT NULL,
+    hash      BLOB NOT NULL,
+    label     TEXT NOT NULL DEFAULT '',
+    source    TEXT NOT NULL DEFAULT '',
+    added_at  REAL NOT NULL,
+    UNIQUE (list_id, algorithm, hash),
+    UNIQUE (list_id, entry_id, algorithm)
+);
+"""
+_SCHEMA_VERSION = 1
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=timezone.utc)
+
+
+class SQLiteStore:
+    """One SQLite file in WAL mode. Writes are serialised by a lock and run in one transaction each."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA synchronous=FULL")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > _SCHEMA_VERSION:
+            raise RuntimeError(f"{path} has schema version {version}; this hashmatch knows up to {_SCHEMA_VERSION}")
+        self._db.executescript(_SCHEMA)
+        self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- lists ---------------------------------------------------------------------------------
+
+    def _list_row(self, name: str) -> tuple:
+        row = self._db.execute(
+            "SELECT id, name, description, enabled, created_at, updated_at FROM lists WHERE name = ?",
+            (name,),
+        ).fetchone()
+        if row is None:
+            raise ListNotFound(name)
+        return row
+
+    def _info(self, row: tuple) -> ListInfo:
+        list_id, name, description, enabled, created, updated = row
+        thresholds = {
+            Algorithm(a): t
+            for a, t in self._db.execute(
+                "SELECT algorithm, threshold FROM thresholds WHERE list_id = ?", (list_id,)
+            )
+        }
+        counts = {
+            Algorithm(a): n
+            for a, n in self._db.execute(
+                "SELECT algorithm, count(*) FROM entries WHERE list_id = ? GROUP BY algorithm", (list_id,)
+            )
+        }
+        return ListInfo(
+            list_id=list_id,
+            name=name,
+            description=description,
+            thresholds={a: thresholds.get(a, a.spec.default_threshold) for a in Algorithm},
+            enabled=bool(enabled),
+            created=_utc(created),
+            updated=_utc(updated),
+            counts={a: counts.get(a, 0) for a in Algorithm},
+        )
+
+    def create_list(
+        self, name: str, description: str, thresholds: Mapping[Algorithm, int], enabled: bool
+    ) -> ListInfo:
+        check_list_name(name)
+        check_description(description)
+        merged = default_thresholds() | check_thresholds(thresholds)
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self._db.execute(
+                    "INSERT INTO lists (name, description, enabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+                    (name, description, int(enabled), now, now),
+                )
+                self._db.executemany(
+                    "INSERT INTO thresholds (list_id, algorithm, threshold) VALUES (?, ?, ?)",
+                    [(cur.lastrowid, a.value, t) for a, t in merged.items()],
+                )
+            except sqlite3.IntegrityError:
+                self._db.execute("ROLLBACK")
+                raise ListExists(name) from None
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return self._info(self._list_row(name))
+
+    def get_list(self, name: str) -> ListInfo:
+        with self._lock:
+            return self._info(self._list_row(name))
+
+    def list_lists(self) -> list[ListInfo]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, name, description, enabled, created_at, updated_at FROM lists ORDER BY name"
+            ).fetchall()
+            return [self._info(row) for row in rows]
+
+    def update_list(
+        self,
+        name: str,
+        description: str | None,
+        thresholds: Mapping[Algorithm, int] | None,
+        enabled: bool | None,
+    ) -> ListInfo:
+        if description is not None:
+            check_description(description)
+        if thresholds:
+            check_thresholds(thresholds)
+        with self._lock, self._transaction():
+            list_id = self._list_row(name)[0]
+            if description is not None:
+                self._db.execute("UPDATE lists SET description = ? WHERE id = ?", (description, list_id))
+            if enabled is not None:
+                self._db.execute("UPDATE lists SET enabled = ? WHERE id = ?", (int(enabled), list_id))
+            for algorithm, threshold in (thresholds or {}).items():
+                self._db.execute(
+                    "INSERT INTO thresholds (list_id, algorithm, threshold) VALUES (?, ?, ?) "
+                    "ON CONFLICT (list_id, algorithm) DO UPDATE SET threshold = excluded.threshold",
+                    (list_id, algorithm.value, threshold),
+                )
+            self._db.execute("UPDATE lists SET updated_at = ? WHERE id = ?", (time.time(), list_id))
+        with self._lock:
+            return self._info(self._list_row(name))
+
+    def delete_list(self, name: str) -> tuple[int, Change]:
+        with self._lock, self._transaction():
+            list_id = self._list_row(name)[0]
+            removed = tuple(
+                (Algorithm(a), row_id)
+                for row_id, a in self._db.execute("SELECT id, algorithm FROM entries WHERE list_id = ?", (list_id,))
+            )
+            self._db.execute("DELETE FROM entries WHERE list_id = ?", (list_id,))
+            self._db.execute("DELETE FROM lists WHERE id = ?", (list_id,))
+        return len(removed), Change(removed=removed)
+
+    # -- entries -------------------------------------------------------------------------------
+
+    def add_entries(
+        self, name: str, entries: Sequence[NewEntry], rejected: Sequence[InvalidEntry] = ()
+    ) -> tuple[UploadOutcome, Change]:
+        """All or nothing. Raises InvalidEntry for the first line that cannot be stored, counting
+        ``rejected``: lines the caller could not even parse."""
+        unique, problems = _dedupe(entries)
+        problems.extend(rejected)
+        with self._lock, self._transaction():
+            list_id = self._list_row(name)[0]
+            db = self._db
+            db.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS staging "
+                "(k INTEGER PRIMARY KEY, algorithm TEXT, hash BLOB, entry_id TEXT)"
+            )
+            db.execute("DELETE FROM staging")
+            db.executemany(
+                "INSERT INTO staging (k, algorithm, hash, entry_id) VALUES (?, ?, ?, ?)",
+                [(k, e.algorithm.value, e.value, e.entry_id) for k, e in enumerate(unique)],
+            )
+            # What is listed already, matched by hash and by id.
+            by_hash = {
+                k: (entry_id, label, source)
+                for k, entry_id, label, source in db.execute(
+                    "SELECT s.k, e.entry_id, e.label, e.source FROM staging s JOIN entries e "
+                    "ON e.list_id = ? AND e.algorithm = s.algorithm AND e.hash = s.hash",
+                    (list_id,),
+                )
+            }
+            by_id = {
+                k: value
+                for k, value in db.execute(
+                    "SELECT s.k, e.hash FROM staging s JOIN entries e "
+                    "ON e.list_id = ? AND e.algorithm = s.algorithm AND e.entry_id = s.entry_id "
+                    "WHERE s.entry_id != ''",
+                    (list_id,),
+                )
+            }
+            new: list[tuple[int, NewEntry]] = []
+            relabel: list[NewEntry] = []
+            for k, entry in enumerate(unique):
+                listed = by_hash.get(k)
+                if listed is not None:
+                    listed_id, label, source = listed
+                    if entry.entry_id and entry.entry_id != listed_id:
+                        problems.append(InvalidEntry(
+                            entry.line,
+                            f"this {entry.algorithm.name} hash is already listed as entry {listed_id!r}, "
+                            f"not {entry.entry_id!r}",
+                        ))
+                    elif (entry.label, entry.source) != (label, source):
+                        relabel.append(entry)
+                    continue
+                if k in by_id:
+                    problems.append(InvalidEntry(
+                        entry.line,
+                        f"entry {entry.entry_id!r} already has a different {entry.algorithm.name} hash",
+                    ))
+                    continue
+                new.append((k, entry))
+            if problems:
+                raise min(problems, key=lambda p: p.line)
+            now = time.time()
+            db.executemany(
+                "INSERT INTO entries (list_id, entry_id, algorithm, hash, label, source, added_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (list_id, e.entry_id or _new_entry_id(), e.algorithm.value, e.value, e.label, e.source, now)
+                    for _, e in new
+                ],
+            )
+            db.executemany(
+                "UPDATE entries SET label = ?, source = ? WHERE list_id = ? AND algorithm = ? AND hash = ?",
+                [(e.label, e.source, list_id, e.algorithm.value, e.value) for e in relabel],
+            )
+            new_keys = {k for k, _ in new}
+            relabel_keys = {(e.algorithm.value, e.value) for e in relabel}
+            added: list[StoredEntry] = []
+            relabelled: list[StoredEntry] = []
+            for k, row_id, algorithm, value, entry_id, label in db.execute(
+                "SELECT s.k, e.id, e.algorithm, e.hash, e.entry_id, e.label FROM staging s JOIN entries e "
+                "ON e.list_id = ? AND e.algorithm = s.algorithm AND e.hash = s.hash",
+                (list_id,),
+            ):
+                stored = StoredEntry(row_id, list_id, Algorithm(algorithm), value, entry_id, label)
+                if k in new_keys:
+                    added.append(stored)
+                elif (algorithm, value) in relabel_keys:
+                    relabelled.append(stored)
+            db.execute("DELETE FROM staging")
+            if new or relabel:
+                db.execute("UPDATE lists SET updated_at = ? WHERE id = ?", (now, list_id))
+        outcome = UploadOutcome(received=len(entries), added=len(new), unchanged=len(entries) - len(new))
+        return outcome, Change(added=tuple(added), relabelled=tuple(relabelled))
+
+    def remove_entries(
+        self, name: str, entry_ids: Sequence[str], hashes: Sequence[Hash]
+    ) -> tuple[int, Change]:
+        with self._lock, self._transaction():
+            list_id = self._list_row(name)[0]
+            rows: dict[int, Algorithm] = {}
+            for entry_id in entry_ids:
+                for row_id, a in self._db.execute(
+                    "SELECT id, algorithm FROM entries WHERE list_id = ? AND entry_id = ?", (list_id, entry_id)
+                ):
+                    rows[row_id] = Algorithm(a)
+            for h in hashes:
+                for row_id, a in self._db.execute(
+                    "SELECT id, algorithm FROM entries WHERE list_id = ? AND algorithm = ? AND hash = ?",
+                    (list_id, h.algorithm.value, h.value),
+                ):
+                    rows[row_id] = Algorithm(a)
+            self._db.executemany("DELETE FROM entries WHERE id = ?", [(r,) for r in rows])
+            if rows:
+                self._db.execute("UPDATE lists SET updated_at = ? WHERE id = ?", (time.time(), list_id))
+        return len(rows), Change(removed=tuple((a, r) for r, a in rows.items()))
+
+    def iter_entries(self) -> Iterator[StoredEntry]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, list_id, algorithm, hash, entry_id, label FROM entries ORDER BY id"
+            ).fetchall()
+        for row_id, list_id, algorithm, value, entry_id, label in rows:
+            yield StoredEntry(row_id, list_id, Algorithm(algorithm), value, entry_id, label)
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _transaction(self) -> "_Transaction":
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def _new_entry_id() -> str:
+    # Random, so an id never reveals the listed hash to a client that only matches.
+    return secrets.token_hex(8)
+
+
+def _dedupe(entries: Sequence[NewEntry]) -> tuple[list[NewEntry], list[InvalidEntry]]:
+    """One entry per (algorithm, hash); later lines win for label/source. Conflicting ids and bad
+    text fields are returned as problems, not raised, so the caller can report the first line."""
+    problems: list[InvalidEntry] = []
+    seen: dict[tuple[Algorithm, bytes], int] = {}
+    ids: dict[tuple[Algorithm, str], NewEntry] = {}
+    unique: list[NewEntry] = []
+    for entry in entries:
+        problem = entry_problem(entry.entry_id, entry.label, entry.source)
+        if problem:
+            problems.append(InvalidEntry(entry.line, problem))
+            continue
+        if entry.entry_id:
+            other = ids.setdefault((entry.algorithm, entry.entry_id), entry)
+            if other.value != entry.value:
+                problems.append(InvalidEntry(
+                    entry.line,
+                    f"entry {entry.entry_id!r} is given two different {entry.algorithm.name} hashes "
+                    f"(lines {other.line} and {entry.line})",
+                ))
+                continue
+        key = (entry.algorithm, entry.value)
+        if key in seen:
+            first = unique[seen[key]]
+            if entry.entry_id and first.entry_id and entry.entry_id != first.entry_id:
+                problems.append(InvalidEntry(
+                    entry.line,
+                    f"this {entry.algorithm.name} hash is given ids {first.entry_id!r} (line {first.line}) "
+                    f"and {entry.entry_id!r}",
+                ))
+                continue
+            unique[seen[key]] = NewEntry(
+                entry.algorithm, entry.value, entry.label, first.entry_id or entry.entry_id,
+                entry.source, first.line,
+            )
+        else:
+            seen[key] = len(unique)
+            unique.append(entry)
+    return unique, problems

@@ -1,0 +1,63 @@
+"""``python -m hashmatch.server``: run the service until SIGTERM or SIGINT, then drain and exit 0."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from hashmatch.hashing import DEFAULT_MAX_PIXELS
+
+from .app import create_server
+from .config import ServerConfig
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    defaults = ServerConfig()
+    parser = argparse.ArgumentParser(prog="hashmatch serve", description="Run the hashmatch gRPC service.")
+    parser.add_argument("--listen", default="127.0.0.1:50051", help="address to bind (default: %(default)s)")
+    parser.add_argument("--data-dir", type=Path, default=defaults.data_dir, help="folder of the SQLite store")
+    parser.add_argument("--max-message-bytes", type=int, default=defaults.max_message_bytes)
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+    parser.add_argument("--threads", type=int, default=defaults.threads)
+    parser.add_argument("--grace", type=float, default=defaults.grace_seconds, help="seconds to drain on SIGTERM")
+    parser.add_argument("--no-reflection", action="store_true", help="do not offer server reflection")
+    parser.add_argument("--log-level", default="INFO")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = ServerConfig(
+        data_dir=args.data_dir,
+        max_message_bytes=args.max_message_bytes,
+        max_pixels=args.max_pixels,
+        threads=args.threads,
+        reflection=not args.no_reflection,
+        grace_seconds=args.grace,
+    )
+    server, port = create_server(args.listen, config)
+    server.start()
+    host = args.listen.rsplit(":", 1)[0]
+    # Tests and scripts read the port from this line.
+    print(f"hashmatch listening on {host}:{port} (data in {config.data_dir})", flush=True)
+
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame) -> None:
+        logging.getLogger("hashmatch.server").info("signal %d: draining for up to %.0fs", signum, config.grace_seconds)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stopping.wait()
+    server.stop(config.grace_seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

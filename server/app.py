@@ -1,0 +1,73 @@
+"""Assembles the service: store -> lists -> servicers, plus the standard health and reflection services."""
+
+from __future__ import annotations
+
+import logging
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from hashmatch.index import HashLists, SQLiteStore
+from hashmatch.v1 import lists_pb2, lists_pb2_grpc, matcher_pb2, matcher_pb2_grpc
+
+from .config import ServerConfig
+from .lists import ListsServicer
+from .matcher import MatcherServicer
+
+log = logging.getLogger("hashmatch.server")
+
+SERVICE_NAMES = (
+    matcher_pb2.DESCRIPTOR.services_by_name["MatcherService"].full_name,
+    lists_pb2.DESCRIPTOR.services_by_name["ListsService"].full_name,
+)
+
+
+class HashmatchServer:
+    """A grpc.Server together with what it serves from; stop() also closes the store."""
+
+    def __init__(self, grpc_server: grpc.Server, lists: HashLists, health_servicer: health.HealthServicer) -> None:
+        self.grpc_server = grpc_server
+        self.lists = lists
+        self.health = health_servicer
+
+    def start(self) -> None:
+        self.grpc_server.start()
+        for name in ("", *SERVICE_NAMES):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    def stop(self, grace: float | None) -> None:
+        # Tell load balancers first, so no new work arrives while in-flight requests finish.
+        self.health.enter_graceful_shutdown()
+        self.grpc_server.stop(grace).wait()
+        self.lists.close()
+
+    def wait_for_termination(self, timeout: float | None = None) -> bool:
+        return self.grpc_server.wait_for_termination(timeout)
+
+
+def create_server(address: str, config: ServerConfig) -> tuple[HashmatchServer, int]:
+    """Build and bind the server (not started). Binding port 0 picks a free port: returned."""
+    lists = HashLists(SQLiteStore(config.database_path))
+    options = [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.threads), options=options)
+    matcher_pb2_grpc.add_MatcherServiceServicer_to_server(MatcherServicer(lists, config), grpc_server)
+    lists_pb2_grpc.add_ListsServiceServicer_to_server(ListsServicer(lists), grpc_server)
+    health_servicer = health.HealthServicer()
+    for name in ("", *SERVICE_NAMES):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
+    if config.reflection:
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), grpc_server
+        )
+    port = grpc_server.add_insecure_port(address)
+    if port == 0:
+        lists.close()
+        raise OSError(f"could not bind {address}")
+    return HashmatchServer(grpc_server, lists, health_servicer), port

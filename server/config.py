@@ -1,0 +1,29 @@
+"""Server settings, with the defaults a first deployment can start from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hashmatch.hashing import DEFAULT_MAX_PIXELS
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    data_dir: Path = Path("data")
+    # Largest request message (an uploaded image, or one batch of an upload stream).
+    max_message_bytes: int = 32 * 1024 * 1024
+    # Largest decoded image, checked from the header before any pixel is decoded.
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    # Most hashes in one MatchHashes request.
+    max_query_hashes: int = 1024
+    # Threads serving RPCs.
+    threads: int = 16
+    # Server reflection lets generic tools (buf curl, grpcurl) discover the API.
+    reflection: bool = True
+    # Seconds in-flight requests get to finish on SIGTERM.
+    grace_seconds: float = 10.0
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "hashmatch.sqlite3"

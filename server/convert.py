@@ -1,0 +1,102 @@
+"""Protobuf <-> the hashing and index objects. Nothing here decides anything."""
+
+from __future__ import annotations
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from hashmatch.hashing import Algorithm, Hash, HashFormatError, HashResult, ImageHashes
+from hashmatch.index import Hit, ListInfo
+from hashmatch.v1 import hashes_pb2, lists_pb2
+
+
+class BadField(ValueError):
+    """A request field is not acceptable; the message names the field."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def algorithm_from_proto(value: int, field: str) -> Algorithm:
+    try:
+        name = hashes_pb2.Algorithm.Name(value)
+    except ValueError:
+        raise BadField(f"{field}: unknown algorithm number {value}") from None
+    if value == hashes_pb2.ALGORITHM_UNSPECIFIED:
+        raise BadField(f"{field}: algorithm is not set (ALGORITHM_UNSPECIFIED)")
+    return Algorithm.parse(name)
+
+
+def algorithm_to_proto(algorithm: Algorithm) -> int:
+    return hashes_pb2.Algorithm.Value(f"ALGORITHM_{algorithm.name}")
+
+
+def algorithms_from_proto(values, field: str) -> list[Algorithm]:
+    return [algorithm_from_proto(v, f"{field}[{i}]") for i, v in enumerate(values)]
+
+
+def hash_from_proto(message: hashes_pb2.Hash, field: str) -> Hash:
+    algorithm = algorithm_from_proto(message.algorithm, f"{field}.algorithm")
+    try:
+        return Hash.from_hex(algorithm, message.value)
+    except HashFormatError as exc:
+        raise BadField(f"{field}.value: {exc}", "INVALID_HASH") from None
+
+
+def hash_result_to_proto(result: HashResult) -> hashes_pb2.Hash:
+    message = hashes_pb2.Hash(algorithm=algorithm_to_proto(result.hash.algorithm), value=result.hash.hex)
+    if result.quality is not None:
+        message.quality = result.quality
+    return message
+
+
+def image_info_to_proto(hashes: ImageHashes) -> hashes_pb2.ImageInfo:
+    return hashes_pb2.ImageInfo(
+        width=hashes.width, height=hashes.height, format=hashes.format, frame_count=hashes.frame_count
+    )
+
+
+def hit_to_proto(hit: Hit) -> hashes_pb2.Match:
+    return hashes_pb2.Match(
+        list_name=hit.list_name,
+        entry_id=hit.entry_id,
+        label=hit.label,
+        algorithm=algorithm_to_proto(hit.algorithm),
+        distance=hit.distance,
+        threshold=hit.threshold,
+        query_index=hit.query_index,
+    )
+
+
+def thresholds_from_proto(values, field: str) -> dict[Algorithm, int]:
+    thresholds: dict[Algorithm, int] = {}
+    for i, item in enumerate(values):
+        algorithm = algorithm_from_proto(item.algorithm, f"{field}[{i}].algorithm")
+        if algorithm in thresholds:
+            raise BadField(f"{field}[{i}]: {algorithm.name} is given twice")
+        thresholds[algorithm] = item.threshold
+    return thresholds
+
+
+def _timestamp(value) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def list_to_proto(info: ListInfo) -> lists_pb2.HashList:
+    return lists_pb2.HashList(
+        name=info.name,
+        description=info.description,
+        thresholds=[
+            lists_pb2.AlgorithmThreshold(algorithm=algorithm_to_proto(a), threshold=t)
+            for a, t in info.thresholds.items()
+        ],
+        enabled=info.enabled,
+        entry_counts=[
+            lists_pb2.AlgorithmCount(algorithm=algorithm_to_proto(a), count=n) for a, n in info.counts.items()
+        ],
+        entry_count=info.entry_count,
+        create_time=_timestamp(info.created),
+        update_time=_timestamp(info.updated),
+    )

@@ -1,0 +1,108 @@
+"""ListsService: trust-and-safety staff create lists and load or remove hashes."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import grpc
+
+from hashmatch.hashing import Hash, HashFormatError
+from hashmatch.index import HashLists, InvalidEntry, NewEntry
+from hashmatch.v1 import lists_pb2, lists_pb2_grpc
+
+from . import convert
+from .errors import RequestError, unary
+
+
+class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
+    def __init__(self, lists: HashLists) -> None:
+        self._lists = lists
+
+    @unary
+    def CreateList(self, request: lists_pb2.CreateListRequest, context: grpc.ServicerContext):
+        info = self._lists.create_list(
+            request.name,
+            request.description,
+            convert.thresholds_from_proto(request.thresholds, "thresholds"),
+            request.enabled if request.HasField("enabled") else True,
+        )
+        return lists_pb2.CreateListResponse(list=convert.list_to_proto(info))
+
+    @unary
+    def GetList(self, request: lists_pb2.GetListRequest, context: grpc.ServicerContext):
+        return lists_pb2.GetListResponse(list=convert.list_to_proto(self._lists.get_list(request.name)))
+
+    @unary
+    def ListLists(self, request: lists_pb2.ListListsRequest, context: grpc.ServicerContext):
+        return lists_pb2.ListListsResponse(lists=[convert.list_to_proto(i) for i in self._lists.list_lists()])
+
+    @unary
+    def UpdateList(self, request: lists_pb2.UpdateListRequest, context: grpc.ServicerContext):
+        info = self._lists.update_list(
+            request.name,
+            request.description if request.HasField("description") else None,
+            convert.thresholds_from_proto(request.thresholds, "thresholds") or None,
+            request.enabled if request.HasField("enabled") else None,
+        )
+        return lists_pb2.UpdateListResponse(list=convert.list_to_proto(info))
+
+    @unary
+    def DeleteList(self, request: lists_pb2.DeleteListRequest, context: grpc.ServicerContext):
+        return lists_pb2.DeleteListResponse(entries_removed=self._lists.delete_list(request.name))
+
+    @unary
+    def UploadHashes(
+        self, request_iterator: Iterator[lists_pb2.UploadHashesRequest], context: grpc.ServicerContext
+    ):
+        # Everything is read and checked before anything is stored: all or nothing.
+        list_name = ""
+        entries: list[NewEntry] = []
+        first_unparsed: InvalidEntry | None = None
+        position = 0
+        for number, message in enumerate(request_iterator):
+            if message.list_name:
+                if list_name and message.list_name != list_name:
+                    raise RequestError(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"message {number + 1} of the upload names list {message.list_name!r}, "
+                        f"but the upload is for {list_name!r}",
+                    )
+                list_name = message.list_name
+            elif number == 0:
+                raise RequestError(
+                    grpc.StatusCode.INVALID_ARGUMENT, "list_name: the first message of an upload must name the list"
+                )
+            for entry in message.entries:
+                position += 1
+                try:
+                    entries.append(_entry(entry, position))
+                except InvalidEntry as exc:
+                    # Keep reading: an earlier line may hold a problem only the store can see.
+                    if first_unparsed is None or exc.line < first_unparsed.line:
+                        first_unparsed = exc
+        if not list_name:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "the upload is empty: no list_name and no entries")
+        rejected = [first_unparsed] if first_unparsed else []
+        outcome, info = self._lists.add_entries(list_name, entries, rejected)
+        return lists_pb2.UploadHashesResponse(
+            received=outcome.received, added=outcome.added, unchanged=outcome.unchanged, list=convert.list_to_proto(info)
+        )
+
+    @unary
+    def RemoveHashes(self, request: lists_pb2.RemoveHashesRequest, context: grpc.ServicerContext):
+        if not request.entry_ids and not request.hashes:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "give entry_ids or hashes to remove")
+        hashes = [convert.hash_from_proto(h, f"hashes[{i}]") for i, h in enumerate(request.hashes)]
+        return lists_pb2.RemoveHashesResponse(
+            removed=self._lists.remove_entries(request.list_name, list(request.entry_ids), hashes)
+        )
+
+
+def _entry(message: lists_pb2.HashEntry, position: int) -> NewEntry:
+    line = message.line or position
+    try:
+        algorithm = convert.algorithm_from_proto(message.algorithm, "algorithm")
+        value = Hash.from_hex(algorithm, message.hash).value
+    except (convert.BadField, HashFormatError) as exc:
+        raise InvalidEntry(line, str(exc)) from None
+    return NewEntry(algorithm, value, message.label, message.id, message.source, line)
