@@ -6,6 +6,9 @@
 # builder: build hashmatch and every dependency of its [server] extra into wheels (pdqhash is
 #          sdist-only, so this stage has a C++ compiler).
 # runtime: install those wheels only; no compiler, no pip cache, non-root user 10001.
+#
+# Needs BuildKit (the default builder since Docker 23) for RUN --mount. The base image can be
+# swapped with --build-arg PYTHON_IMAGE=... (it must provide python3.11, pip and Python's headers).
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -30,8 +33,8 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 # The wheels are bind-mounted from the builder, so they never become a layer of this image.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     pip install --no-index --find-links=/wheels 'hashmatch[server]' \
- && groupadd --system --gid 10001 hashmatch \
- && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
+ && groupadd --gid 10001 hashmatch \
+ && useradd --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
         --shell /usr/sbin/nologin hashmatch \
  && mkdir -p /data \
  && chown 10001:10001 /data

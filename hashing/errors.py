@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+#: Images with more pixels than this (width x height, from the header) are refused. Defined here,
+#: beside ImageTooLarge, so that importing it needs neither Pillow nor numpy.
+DEFAULT_MAX_PIXELS = 100_000_000
+
 
 class ImageError(ValueError):
     """Base class: the caller's image cannot be hashed (a client error, never a server fault)."""
