@@ -102,7 +102,7 @@ class AsyncClient(ClientConfig):
         if self._channel is not None:
             channel, self._channel = self._channel, None
             self._matcher_stub = self._lists_stub = None
-            await channel.close()
+            await channel.close(None)  # no grace: calls still running are cancelled
 
     async def __aenter__(self) -> "AsyncClient":
         self._open()
@@ -241,8 +241,7 @@ class AsyncClient(ClientConfig):
             async for entry in _aiter(entries):
                 if (message := batcher.add(entry)) is not None:
                     yield message
-            if (message := batcher.finish()) is not None:
-                yield message
+            yield batcher.finish()
 
         errors = _RequestErrors()
         try:

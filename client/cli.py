@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, NoReturn, Sequence, TextIO
 
 from hashmatch.client import output
-from hashmatch.client.config import DEFAULT_ADDRESS
+from hashmatch.client.config import DEFAULT_ADDRESS, DEFAULT_TIMEOUT
 from hashmatch.client.errors import HashmatchError, InvalidArgument, ResourceExhausted
 from hashmatch.client.hashfiles import FORMATS, HashFileError, HashFileReader, detect_format
 from hashmatch.client.models import HashList
@@ -117,8 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     _global_options(parser, suppress=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def command(group: Any, name: str, handler: Callable[..., int], help: str) -> argparse.ArgumentParser:
-        sub = group.add_parser(name, help=help, description=help)
+    def command(group: Any, name: str, handler: Callable[..., int], summary: str) -> argparse.ArgumentParser:
+        sub = group.add_parser(name, help=summary, description=summary)
         _global_options(sub, suppress=True)
         sub.set_defaults(handler=handler, command_parser=sub)
         return sub
@@ -175,8 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="file format (default: from the extension: .csv, .jsonl/.ndjson, else text)")
     sub.add_argument("--algorithm", "-a", type=algorithm_arg, default=None, metavar="ALG",
                      help="algorithm of every hash (text files), or of rows without an algorithm column")
-    sub.add_argument("--label", default="", metavar="TEXT", help="label for entries that have none")
-    sub.add_argument("--source", default="", metavar="TEXT", help="source for entries that have none")
+    sub.add_argument("--label", default=None, metavar="TEXT", help="label for entries that have none")
+    sub.add_argument("--source", default=None, metavar="TEXT", help="source for entries that have none")
     sub.add_argument("--batch-size", type=positive_int, default=1000, metavar="N",
                      help="entries per upload message (default: %(default)s)")
 
@@ -249,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(args.json, sys.stdout, sys.stderr)
     address = args.server or os.environ.get(SERVER_ENV) or DEFAULT_ADDRESS
     try:
-        client_timeout = args.timeout if args.timeout is not None else 30.0
+        client_timeout = args.timeout if args.timeout is not None else DEFAULT_TIMEOUT
         with Client(address, timeout=client_timeout) as client:
             return args.handler(args, client, console)
     except UsageError as exc:
@@ -417,7 +417,7 @@ def cmd_lists_load(args: argparse.Namespace, client: Client, console: Console) -
     # message names the line. The file is read again to send, so it is never held whole.
     total = reader.count()
 
-    with progress_bar(total, console.stderr) as on_progress:
+    with ProgressBar(total, console.stderr) as on_progress:
         # No deadline unless --timeout: a large load is long, shows progress, and Ctrl-C stops it.
         result = client.upload_hashes(
             args.list_name, reader, batch_size=args.batch_size, on_progress=on_progress, timeout=args.timeout
@@ -446,9 +446,10 @@ def cmd_lists_remove_hashes(args: argparse.Namespace, client: Client, console: C
     return 0
 
 
-class progress_bar:
+class ProgressBar:
     """A tqdm bar of entries sent, on stderr when it is a terminal; otherwise (or without
-    tqdm, which the thin client does not require) a no-op. Yields the on_progress callback."""
+    tqdm, which the thin client does not require) a no-op. ``with`` gives the on_progress
+    callback for upload_hashes (or None)."""
 
     def __init__(self, total: int, stream: TextIO) -> None:
         self._bar: Any = None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from datetime import timezone
-from typing import IO, Callable, Iterable, Iterator, Mapping, Sequence, Union
+from typing import IO, Callable, Iterable, Iterator, Mapping, Sequence, Union, cast
 
 from hashmatch.client.errors import error_from_status
 from hashmatch.client.models import (
@@ -36,8 +36,8 @@ _PREFIX = "ALGORITHM_"
 
 # -- algorithms: by name, so the proto enum and Algorithm need no table kept in sync --
 
-def algorithm_to_proto(algorithm: Algorithm | str) -> int:
-    return hashes_pb2.Algorithm.Value(_PREFIX + to_algorithm(algorithm).name)
+def algorithm_to_proto(algorithm: Algorithm | str) -> hashes_pb2.Algorithm:
+    return cast(hashes_pb2.Algorithm, hashes_pb2.Algorithm.Value(_PREFIX + to_algorithm(algorithm).name))
 
 
 def algorithm_from_proto(number: int) -> Algorithm:
@@ -54,7 +54,7 @@ def _known_algorithm(number: int) -> Algorithm | None:
         return None
 
 
-def algorithms_to_proto(algorithms: Sequence[Algorithm | str] | None) -> list[int]:
+def algorithms_to_proto(algorithms: Sequence[Algorithm | str] | None) -> list[hashes_pb2.Algorithm]:
     if isinstance(algorithms, (str, Algorithm)):
         algorithms = [algorithms]  # a lone name is a common slip; mean what it says
     return [algorithm_to_proto(a) for a in algorithms or ()]
@@ -107,14 +107,15 @@ def hash_to_proto(value: HashLike) -> hashes_pb2.Hash:
 
 
 def entry_to_proto(entry: HashEntry) -> lists_pb2.HashEntry:
-    return lists_pb2.HashEntry(
-        algorithm=algorithm_to_proto(entry.algorithm),
-        hash=entry.hash,
-        label=entry.label,
-        id=entry.id,
-        source=entry.source,
-        line=entry.line,
+    message = lists_pb2.HashEntry(
+        algorithm=algorithm_to_proto(entry.algorithm), hash=entry.hash, id=entry.id, line=entry.line
     )
+    # None leaves a listed entry's label or source as it is; "" clears it.
+    if entry.label is not None:
+        message.label = entry.label
+    if entry.source is not None:
+        message.source = entry.source
+    return message
 
 
 def match_image_request(
@@ -158,18 +159,20 @@ class UploadBatcher:
         self._batch.append(entry_to_proto(entry))
         return self._flush() if len(self._batch) >= self.batch_size else None
 
-    def finish(self) -> lists_pb2.UploadHashesRequest | None:
-        """The last, partial batch; an empty upload still sends one message naming its list."""
-        return self._flush() if self._batch or self._first else None
+    def finish(self) -> lists_pb2.UploadHashesRequest:
+        """The last message: the partial batch, marked commit. The server stores nothing
+        until it sees this, so an upload whose entries raise part way stores nothing."""
+        return self._flush(commit=True)
 
-    def _flush(self) -> lists_pb2.UploadHashesRequest:
+    def _flush(self, commit: bool = False) -> lists_pb2.UploadHashesRequest:
         # The list name is required in the first message only.
         message = lists_pb2.UploadHashesRequest(
-            list_name=self.list_name if self._first else "", entries=self._batch
+            list_name=self.list_name if self._first else "", entries=self._batch, commit=commit
         )
+        progressed = bool(self._batch)
         self.sent += len(self._batch)
         self._first, self._batch = False, []
-        if self.on_progress is not None:
+        if self.on_progress is not None and progressed:
             self.on_progress(self.sent)
         return message
 
@@ -181,8 +184,7 @@ def upload_requests(
     for entry in entries:
         if (message := batcher.add(entry)) is not None:
             yield message
-    if (message := batcher.finish()) is not None:
-        yield message
+    yield batcher.finish()
 
 
 # -- responses --

@@ -56,8 +56,8 @@ class HashFileReader:
         format: Format | None = None,
         *,
         algorithm: Algorithm | None = None,
-        label: str = "",
-        source: str = "",
+        label: str | None = None,
+        source: str | None = None,
     ) -> None:
         self.path = Path(path)
         self.format: Format = format or detect_format(path)
@@ -103,6 +103,7 @@ class HashFileReader:
         return HashEntry(
             algorithm=algorithm,
             hash=hash_text,
+            # An empty cell is "not given": a reload without labels keeps the listed ones.
             label=fields.get("label", "").strip() or self.label,
             id=fields.get("id", "").strip(),
             source=fields.get("source", "").strip() or self.source,

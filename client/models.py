@@ -108,13 +108,14 @@ class HashList:
 
 @dataclass(frozen=True)
 class HashEntry:
-    """One entry to upload. ``line`` is the 1-based line of the file it came from (0: none)."""
+    """One entry to upload. ``line`` is the 1-based line of the file it came from (0: none).
+    A ``label`` or ``source`` of None leaves an already listed entry's as it is."""
 
     algorithm: Algorithm
     hash: str
-    label: str = ""
+    label: str | None = None
     id: str = ""
-    source: str = ""
+    source: str | None = None
     line: int = 0
 
     def __post_init__(self) -> None:

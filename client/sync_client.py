@@ -34,7 +34,7 @@ class _CapturingIterator:
     the call ("Exception iterating requests!"); the original error would be lost.
     """
 
-    def __init__(self, iterator: Iterator[T]) -> None:
+    def __init__(self, iterator: Iterator[Any]) -> None:
         self._iterator = iterator
         self.error: BaseException | None = None
         self._lock = threading.Lock()

@@ -176,7 +176,8 @@ _DIGESTS: dict[Algorithm, Callable[[bytes], bytes]] = {
     Algorithm.SHA256: lambda data: hashlib.sha256(data).digest(),
 }
 
-assert set(_PERCEPTUAL_HASHERS) | set(_DIGESTS) == set(Algorithm), "every Algorithm needs a hasher"
+if set(_PERCEPTUAL_HASHERS) | set(_DIGESTS) != set(Algorithm):  # a row added to algorithms.py
+    raise RuntimeError("every Algorithm needs a hasher in hashing.compute")
 
 
 def _hash_frame(image: Image.Image, algorithms: Sequence[Algorithm]) -> dict[Algorithm, HashResult]:
@@ -226,9 +227,13 @@ def hash_image(
     )
 
 
+#: hash_pil_image's default: the perceptual members of DEFAULT_ALGORITHMS (PDQ, pHash).
+DEFAULT_PERCEPTUAL: tuple[Algorithm, ...] = tuple(a for a in DEFAULT_ALGORITHMS if a in _PERCEPTUAL_HASHERS)
+
+
 def hash_pil_image(
     image: Image.Image,
-    algorithms: Sequence[Algorithm] = tuple(a for a in DEFAULT_ALGORITHMS if a in _PERCEPTUAL_HASHERS),
+    algorithms: Sequence[Algorithm] = DEFAULT_PERCEPTUAL,
 ) -> tuple[HashResult, ...]:
     """Perceptual hashes of an already decoded Pillow image (its current frame), as hash_image does.
 

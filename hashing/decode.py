@@ -46,6 +46,8 @@ Image.init()
 SUPPORTED_FORMATS: tuple[str, ...] = tuple(f for f in _WANTED_FORMATS if f in Image.OPEN)
 
 _REASON_LIMIT = 160
+# b'...' / b"..." (with escapes), optionally inside bytearray(...)
+_BYTES_LITERAL = re.compile(r"""bytearray\(b(['"])(?:\\.|(?!\1).)*\1\)|\bb(['"])(?:\\.|(?!\2).)*\2""")
 
 _active_max_pixels: contextvars.ContextVar[int | None] = contextvars.ContextVar(
     "hashmatch_hashing_max_pixels", default=None
@@ -96,7 +98,7 @@ def _short_reason(exc: BaseException) -> str:
     """A one-line reason from a decoder exception, with any bytes literal removed."""
     text = str(exc) or type(exc).__name__
     # Some Pillow messages quote a few bytes of the file (e.g. a PNG chunk id): never echo them.
-    text = re.sub(r"""\b(?:b|bytearray\()(['"]).*?\1\)?""", "<bytes>", text)
+    text = _BYTES_LITERAL.sub("<bytes>", text)
     text = " ".join(text.split())
     if len(text) > _REASON_LIMIT:
         text = text[: _REASON_LIMIT - 3] + "..."

@@ -26,13 +26,14 @@ class ListInfo:
 
 @dataclass(frozen=True)
 class NewEntry:
-    """One hash to load. An empty ``entry_id`` lets the store assign one (or keep the listed one)."""
+    """One hash to load. An empty ``entry_id`` lets the store assign one (or keep the listed one);
+    a ``label`` or ``source`` of None leaves a listed entry's as it is ("" for a new one)."""
 
     algorithm: Algorithm
     value: bytes
-    label: str = ""
+    label: str | None = None
     entry_id: str = ""
-    source: str = ""
+    source: str | None = None
     line: int = 0
 
 

@@ -291,8 +291,10 @@ class SQLiteStore:
                             f"this {entry.algorithm.name} hash is already listed as entry {listed_id!r}, "
                             f"not {entry.entry_id!r}",
                         ))
-                    elif (entry.label, entry.source) != (label, source):
-                        relabel.append(entry)
+                    else:
+                        wanted = (_or(entry.label, label), _or(entry.source, source))
+                        if wanted != (label, source):
+                            relabel.append(NewEntry(entry.algorithm, entry.value, wanted[0], listed_id, wanted[1]))
                     continue
                 if k in by_id:
                     problems.append(InvalidEntry(
@@ -308,7 +310,7 @@ class SQLiteStore:
                 "INSERT INTO entries (list_id, entry_id, algorithm, hash, label, source, added_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (list_id, e.entry_id or _new_entry_id(), e.algorithm.value, e.value, e.label, e.source, now)
+                    (list_id, e.entry_id or _new_entry_id(), e.algorithm.value, e.value, e.label or "", e.source or "", now)
                     for _, e in new
                 ],
             )
@@ -383,6 +385,11 @@ class _Transaction:
         self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
 
 
+def _or(given: str | None, kept: str | None) -> str | None:
+    """A field that was given wins; one that was not keeps what is there."""
+    return kept if given is None else given
+
+
 def _new_entry_id() -> str:
     # Random, so an id never reveals the listed hash to a client that only matches.
     return secrets.token_hex(8)
@@ -420,8 +427,8 @@ def _dedupe(entries: Sequence[NewEntry]) -> tuple[list[NewEntry], list[InvalidEn
                 ))
                 continue
             unique[seen[key]] = NewEntry(
-                entry.algorithm, entry.value, entry.label, first.entry_id or entry.entry_id,
-                entry.source, first.line,
+                entry.algorithm, entry.value, _or(entry.label, first.label), first.entry_id or entry.entry_id,
+                _or(entry.source, first.source), first.line,
             )
         else:
             seen[key] = len(unique)

@@ -49,14 +49,14 @@ def default_thresholds() -> dict[Algorithm, int]:
     return {a: a.spec.default_threshold for a in Algorithm}
 
 
-def entry_problem(entry_id: str, label: str, source: str) -> str | None:
+def entry_problem(entry_id: str, label: str | None, source: str | None) -> str | None:
     """Why an entry's text fields are unacceptable, or None."""
     if len(entry_id) > MAX_ENTRY_ID:
         return f"id is {len(entry_id)} characters, over the limit of {MAX_ENTRY_ID}"
     if entry_id != entry_id.strip() or any(not ch.isprintable() for ch in entry_id):
         return f"id {entry_id[:60]!r} has leading/trailing spaces or unprintable characters"
-    if len(label) > MAX_LABEL:
+    if label is not None and len(label) > MAX_LABEL:
         return f"label is {len(label)} characters, over the limit of {MAX_LABEL}"
-    if len(source) > MAX_SOURCE:
+    if source is not None and len(source) > MAX_SOURCE:
         return f"source is {len(source)} characters, over the limit of {MAX_SOURCE}"
     return None

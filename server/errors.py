@@ -37,6 +37,9 @@ class RequestError(Exception):
 def classify(exc: BaseException) -> tuple[grpc.StatusCode, str | None, str] | None:
     """(code, reason, message) for a caller's mistake; None for a fault of ours."""
     match exc:
+        case grpc.RpcError():
+            # Raised by a request iterator when the client cancels or the connection drops.
+            return grpc.StatusCode.CANCELLED, None, "the client cancelled the call or the connection was lost"
         case RequestError():
             return exc.code, exc.reason, str(exc)
         case InvalidImage():

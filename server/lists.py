@@ -59,7 +59,14 @@ class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
         entries: list[NewEntry] = []
         first_unparsed: InvalidEntry | None = None
         position = 0
+        committed = False
         for number, message in enumerate(request_iterator):
+            if committed:
+                raise RequestError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"message {number + 1} of the upload comes after the message that set commit",
+                )
+            committed = message.commit
             if message.list_name:
                 if list_name and message.list_name != list_name:
                     raise RequestError(
@@ -82,6 +89,13 @@ class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
                         first_unparsed = exc
         if not list_name:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "the upload is empty: no list_name and no entries")
+        if not committed or not context.is_active():
+            # A stream cut short can look like one that ended: only the marker tells them apart.
+            raise RequestError(
+                grpc.StatusCode.ABORTED,
+                "the upload ended without a message that sets commit; nothing was stored",
+                "UPLOAD_NOT_COMMITTED",
+            )
         rejected = [first_unparsed] if first_unparsed else []
         outcome, info = self._lists.add_entries(list_name, entries, rejected)
         return lists_pb2.UploadHashesResponse(
@@ -105,4 +119,11 @@ def _entry(message: lists_pb2.HashEntry, position: int) -> NewEntry:
         value = Hash.from_hex(algorithm, message.hash).value
     except (convert.BadField, HashFormatError) as exc:
         raise InvalidEntry(line, str(exc)) from None
-    return NewEntry(algorithm, value, message.label, message.id, message.source, line)
+    return NewEntry(
+        algorithm,
+        value,
+        message.label if message.HasField("label") else None,
+        message.id,
+        message.source if message.HasField("source") else None,
+        line,
+    )

@@ -5,7 +5,7 @@
   ``tests/test_hashing_imagegen.py`` proves both.
 - :func:`encode`, :func:`animation`, :func:`bomb_png`, :func:`with_exif_orientation` build the
   file bytes the tests send.
-- :func:`reference_hashes` is the oracle: what the reference libraries themselves (pdqhash as
+- :func:`reference_hashes` / :func:`reference_image_hashes` are the oracle: what the reference libraries themselves (pdqhash as
   python-threatexchange calls it, imagehash, hashlib) give for a file.
 
 How photo() keeps different seeds apart: a smooth random colour field, a gradient and a dozen
@@ -42,6 +42,7 @@ __all__ = [
     "bomb_png",
     "with_exif_orientation",
     "reference_hashes",
+    "reference_image_hashes",
 ]
 
 # pHash (imagehash): greyscale, LANCZOS to 32x32, 2-D DCT-II (scipy, unnormalised), top-left 8x8
@@ -198,22 +199,31 @@ def with_exif_orientation(image: Image.Image, orientation: int, fmt: str = "JPEG
     return encode(image, fmt, exif=exif.tobytes(), **save_kwargs)
 
 
-def reference_hashes(data: bytes) -> dict[Algorithm, tuple[str, int | None]]:
-    """algorithm -> (hex, PDQ quality or None), computed by the reference libraries themselves.
+def reference_image_hashes(image: Image.Image) -> dict[Algorithm, tuple[str, int | None]]:
+    """algorithm -> (hex, PDQ quality or None) for a Pillow image, by the reference libraries.
 
-    PDQ: pdqhash on ``np.asarray(Image.open(f).convert("RGB"))`` (python-threatexchange's
-    full-resolution RGB path), bits to hex in order. pHash/dHash/aHash/wHash: imagehash's ``str()``
-    on ``Image.open(f)``. MD5/SHA-256: hashlib on the bytes.
+    PDQ: pdqhash on ``np.asarray(image.convert("RGB"))`` (python-threatexchange's full-resolution
+    RGB path), bits to hex in order. pHash/dHash/aHash/wHash: imagehash's ``str()`` on the image.
     """
-    expected: dict[Algorithm, tuple[str, int | None]] = {}
-    with Image.open(io.BytesIO(data)) as image:
-        bits, quality = pdqhash.compute(np.asarray(image.convert("RGB")))
+    bits, quality = pdqhash.compute(np.asarray(image.convert("RGB")))
+    return {
         # bits in order, 4 per hex digit: python-threatexchange's formula, not hashmatch's code
-        expected[Algorithm.PDQ] = (f"{int(''.join(str(int(b)) for b in bits), 2):064x}", int(quality))
-        expected[Algorithm.PHASH] = (str(imagehash.phash(image)), None)
-        expected[Algorithm.DHASH] = (str(imagehash.dhash(image)), None)
-        expected[Algorithm.AHASH] = (str(imagehash.average_hash(image)), None)
-        expected[Algorithm.WHASH] = (str(imagehash.whash(image)), None)
+        Algorithm.PDQ: (f"{int(''.join(str(int(b)) for b in bits), 2):064x}", int(quality)),
+        Algorithm.PHASH: (str(imagehash.phash(image)), None),
+        Algorithm.DHASH: (str(imagehash.dhash(image)), None),
+        Algorithm.AHASH: (str(imagehash.average_hash(image)), None),
+        Algorithm.WHASH: (str(imagehash.whash(image)), None),
+    }
+
+
+def reference_hashes(data: bytes) -> dict[Algorithm, tuple[str, int | None]]:
+    """Every algorithm for a file's bytes, by the reference libraries: the oracle for hash_image.
+
+    The perceptual ones are :func:`reference_image_hashes` of ``Image.open(file)`` (first frame,
+    full resolution, no EXIF rotation); MD5/SHA-256 are hashlib's on the bytes.
+    """
+    with Image.open(io.BytesIO(data)) as image:
+        expected = reference_image_hashes(image)
     expected[Algorithm.MD5] = (hashlib.md5(data).hexdigest(), None)
     expected[Algorithm.SHA256] = (hashlib.sha256(data).hexdigest(), None)
     return expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -346,11 +347,32 @@ def test_hash_file_reader_streams_without_holding_the_file(tmp_path: Path) -> No
     assert reader.count() == 5000
     multiline = tmp_path / "quoted.csv"
     multiline.write_text('hash,label,algorithm\n%s,"two\nlines",pdq\n%s,,pdq\n' % ("a" * 64, "b" * 64))
-    assert [(e.line, e.label) for e in HashFileReader(multiline)] == [(2, "two\nlines"), (4, "")]
+    assert [(e.line, e.label) for e in HashFileReader(multiline)] == [(2, "two\nlines"), (4, None)]
     no_algorithm = tmp_path / "no_algorithm.csv"
     no_algorithm.write_text("hash\nab\n")
     with pytest.raises(HashFileError, match=r"no_algorithm\.csv:1: .*--algorithm"):
         list(HashFileReader(no_algorithm))
+
+
+def test_load_shows_a_progress_bar_on_a_terminal(
+    run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("tqdm")
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert run("lists", "create", "big")[0] == 0
+    path = tmp_path / "many.txt"
+    path.write_text("".join(f"{i:016x}\n" for i in range(2500)))
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    code, out, _ = run("lists", "load", "big", str(path), "--algorithm", "phash", "--batch-size", "1000")
+    assert code == 0
+    assert "received 2500, added 2500" in out
+    bar = terminal.getvalue()
+    assert "uploading" in bar and "2500/2500" in bar and "entries" in bar
 
 
 # -- remove-hashes --

@@ -42,7 +42,7 @@ def assert_still_serving(channel: grpc.Channel) -> None:
 
 
 def load(lists, name: str, entries: list[lists_pb2.HashEntry]) -> lists_pb2.UploadHashesResponse:
-    return lists.UploadHashes(iter([lists_pb2.UploadHashesRequest(list_name=name, entries=entries)]))
+    return lists.UploadHashes(iter([lists_pb2.UploadHashesRequest(list_name=name, entries=entries, commit=True)]))
 
 
 def test_hash_image_defaults_and_pdq_quality(stubs) -> None:
@@ -199,7 +199,7 @@ def test_upload_is_all_or_nothing_naming_the_first_bad_line(stubs) -> None:
     short = lists_pb2.HashEntry(algorithm=PDQ, hash="a" * 63, line=80)
     requests = [
         lists_pb2.UploadHashesRequest(list_name="l", entries=good[:50]),
-        lists_pb2.UploadHashesRequest(entries=[short, bad_hex] + good[50:]),
+        lists_pb2.UploadHashesRequest(entries=[short, bad_hex] + good[50:], commit=True),
     ]
     err = rpc_error(lists.UploadHashes, iter(requests))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -214,6 +214,32 @@ def test_upload_is_all_or_nothing_naming_the_first_bad_line(stubs) -> None:
     again = load(lists, "l", good)
     assert (first.added, again.added, again.unchanged, again.list.entry_count) == (100, 0, 100, 100)
     assert_still_serving(channel)
+
+
+def test_upload_without_commit_stores_nothing(stubs) -> None:
+    _, lists, _ = stubs
+    lists.CreateList(lists_pb2.CreateListRequest(name="l"))
+    entries = [lists_pb2.HashEntry(algorithm=MD5, hash=f"{i:032x}") for i in range(10)]
+    err = rpc_error(lists.UploadHashes, iter([lists_pb2.UploadHashesRequest(list_name="l", entries=entries)]))
+    assert err.code() == grpc.StatusCode.ABORTED and "commit" in err.details()
+    assert lists.GetList(lists_pb2.GetListRequest(name="l")).list.entry_count == 0
+    err = rpc_error(lists.UploadHashes, iter([
+        lists_pb2.UploadHashesRequest(list_name="l", entries=entries, commit=True),
+        lists_pb2.UploadHashesRequest(entries=entries),
+    ]))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "after the message that set commit" in err.details()
+    assert lists.GetList(lists_pb2.GetListRequest(name="l")).list.entry_count == 0
+
+
+def test_label_not_given_keeps_the_listed_label(stubs) -> None:
+    matcher, lists, _ = stubs
+    lists.CreateList(lists_pb2.CreateListRequest(name="l"))
+    load(lists, "l", [lists_pb2.HashEntry(algorithm=MD5, hash="ab" * 16, label="kept", source="ncmec")])
+    load(lists, "l", [lists_pb2.HashEntry(algorithm=MD5, hash="ab" * 16)])
+    query = matcher_pb2.MatchHashesRequest(hashes=[hashes_pb2.Hash(algorithm=MD5, value="ab" * 16)])
+    assert [m.label for m in matcher.MatchHashes(query).matches] == ["kept"]
+    load(lists, "l", [lists_pb2.HashEntry(algorithm=MD5, hash="ab" * 16, label="")])
+    assert [m.label for m in matcher.MatchHashes(query).matches] == [""]
 
 
 def test_list_lifecycle(stubs) -> None:

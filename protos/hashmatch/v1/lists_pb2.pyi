@@ -133,12 +133,14 @@ class DeleteListResponse(_message.Message):
     def __init__(self, entries_removed: _Optional[int] = ...) -> None: ...
 
 class UploadHashesRequest(_message.Message):
-    __slots__ = ("list_name", "entries")
+    __slots__ = ("list_name", "entries", "commit")
     LIST_NAME_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_FIELD_NUMBER: _ClassVar[int]
     list_name: str
     entries: _containers.RepeatedCompositeFieldContainer[HashEntry]
-    def __init__(self, list_name: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[HashEntry, _Mapping]]] = ...) -> None: ...
+    commit: bool
+    def __init__(self, list_name: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[HashEntry, _Mapping]]] = ..., commit: _Optional[bool] = ...) -> None: ...
 
 class UploadHashesResponse(_message.Message):
     __slots__ = ("received", "added", "unchanged", "list")
