@@ -24,6 +24,7 @@ from .algorithms import (
     parse_hex,
 )
 from .errors import DEFAULT_MAX_PIXELS, ImageError, ImageTooLarge, InvalidImage
+from .orientation import ALL_ORIENTATIONS, Orientation
 
 if TYPE_CHECKING:
     from .compute import SUPPORTED_FORMATS, HashResult, ImageHashes, hash_image, hash_pil_image
@@ -38,6 +39,8 @@ _LAZY = {
 }
 
 __all__ = [
+    "ALL_ORIENTATIONS",
+    "Orientation",
     "Algorithm",
     "AlgorithmSpec",
     "Metric",

@@ -5,7 +5,7 @@ No gRPC here: the server turns these objects and errors into protobuf and status
 
 from .errors import InvalidEntry, InvalidListSpec, ListError, ListExists, ListNotFound
 from .hashlists import HashLists
-from .records import Hit, ListInfo, NewEntry, UploadOutcome
+from .records import Hit, ListInfo, Matches, NewEntry, UploadOutcome
 from .store import SQLiteStore, Store
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "ListExists",
     "ListInfo",
     "ListNotFound",
+    "Matches",
     "NewEntry",
     "SQLiteStore",
     "Store",

@@ -10,9 +10,10 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from hashmatch.hashing.algorithms import Algorithm, Hash
+from hashmatch.hashing.orientation import Orientation
 
 from .errors import InvalidEntry, ListNotFound
-from .records import Hit, ListInfo, NewEntry, UploadOutcome
+from .records import Hit, ListInfo, Matches, NewEntry, UploadOutcome
 from .search import DigestIndex, HammingIndex, pack
 from .store import Change, Store, StoredEntry
 
@@ -28,6 +29,7 @@ class HashLists:
         self._rows: dict[int, tuple[int, str, str]] = {}
         self._lists: dict[int, ListInfo] = {}
         self._list_ids: dict[str, int] = {}
+        self._generation = 0
         self._reload_lists()
         self._apply(Change(added=tuple(store.iter_entries())))
 
@@ -43,72 +45,109 @@ class HashLists:
         structure = self._hamming.get(algorithm) or self._digests[algorithm]
         return len(structure)
 
-    def match(self, queries: Sequence[Hash], list_names: Iterable[str] = ()) -> list[Hit]:
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def match(
+        self,
+        queries: Sequence[Hash],
+        list_names: Iterable[str] = (),
+        orientations: Sequence[Orientation] | None = None,
+        query_indexes: Sequence[int] | None = None,
+    ) -> Matches:
         """Every listed entry within its list's threshold of each query, over the enabled lists
-        (restricted to ``list_names`` when given). Raises ListNotFound for an unknown name."""
+        (restricted to ``list_names`` when given). Raises ListNotFound for an unknown name.
+
+        ``orientations[i]`` says which orientation of the picture ``queries[i]`` was hashed from
+        (default: all ORIGINAL); lists that do not match orientations ignore the other ones.
+        ``query_indexes[i]`` is what a hit of ``queries[i]`` reports as its query index
+        (default: ``i``), so variants can point at the hash of the image as uploaded."""
         wanted = set(list_names)
+        orientations = orientations or [Orientation.ORIGINAL] * len(queries)
+        query_indexes = query_indexes or range(len(queries))
         with self._read_lock:
             for name in wanted:
                 if name not in self._list_ids:
                     raise ListNotFound(name)
+            generation = self._generation
             active = {
                 list_id: info
                 for list_id, info in self._lists.items()
                 if info.enabled and (not wanted or info.name in wanted)
             }
             if not active:
-                return []
+                return Matches([], generation)
             by_algorithm: dict[Algorithm, list[int]] = defaultdict(list)
             for position, query in enumerate(queries):
-                by_algorithm[query.algorithm].append(position)
-            hits: list[Hit] = []
+                if orientations[position] is Orientation.ORIGINAL or any(
+                    info.match_orientations for info in active.values()
+                ):
+                    by_algorithm[query.algorithm].append(position)
+            found: list[tuple[int, Algorithm, int, int]] = []  # (row id, algorithm, distance, position)
             for algorithm, positions in by_algorithm.items():
                 if algorithm.spec.perceptual:
-                    hits.extend(self._match_hamming(algorithm, queries, positions, active))
+                    found.extend(self._search_hamming(algorithm, queries, positions, active))
                 else:
-                    hits.extend(self._match_digest(algorithm, queries, positions, active))
-        hits.sort(key=lambda h: (h.query_index, h.distance, h.list_name, h.entry_id))
-        return hits
+                    found.extend(self._search_digest(algorithm, queries, positions))
+            hits = []
+            for row_id, algorithm, distance, position in found:
+                list_id, entry_id, label = self._rows[row_id]
+                info = active.get(list_id)
+                orientation = orientations[position]
+                if info is None or distance > info.thresholds[algorithm]:
+                    continue
+                if orientation is not Orientation.ORIGINAL and not info.match_orientations:
+                    continue
+                hits.append(Hit(
+                    info.name, entry_id, label, algorithm, distance, info.thresholds[algorithm],
+                    query_indexes[position], orientation,
+                ))
+        # One hit per (list, entry, algorithm, query): the closest orientation wins.
+        best: dict[tuple, Hit] = {}
+        for hit in hits:
+            key = (hit.list_name, hit.entry_id, hit.algorithm, hit.query_index)
+            kept = best.get(key)
+            if kept is None or (hit.distance, _rank(hit.orientation)) < (kept.distance, _rank(kept.orientation)):
+                best[key] = hit
+        ordered = sorted(best.values(), key=lambda h: (h.query_index, h.distance, h.list_name, h.entry_id))
+        return Matches(ordered, generation)
 
-    def _match_hamming(
+    def _search_hamming(
         self, algorithm: Algorithm, queries: Sequence[Hash], positions: list[int], active: Mapping[int, ListInfo]
-    ) -> list[Hit]:
+    ) -> list[tuple[int, Algorithm, int, int]]:
         # One search at the largest threshold in play, then each list's own threshold: several
         # lists with different thresholds cost one search, not one per list.
         radius = max(info.thresholds[algorithm] for info in active.values())
-        found = self._hamming[algorithm].within(pack([queries[p].value for p in positions], algorithm.spec.nbytes), radius)
-        hits = []
+        values = pack([queries[p].value for p in positions], algorithm.spec.nbytes)
+        neighbours = self._hamming[algorithm].within(values, radius)
+        found = []
         for q, position in enumerate(positions):
-            row_ids, distances = found.of(q)
-            for row_id, distance in zip(row_ids.tolist(), distances.tolist()):
-                hits.extend(self._hit(row_id, algorithm, distance, position, active))
-        return hits
+            row_ids, distances = neighbours.of(q)
+            found.extend((r, algorithm, d, position) for r, d in zip(row_ids.tolist(), distances.tolist()))
+        return found
 
-    def _match_digest(
-        self, algorithm: Algorithm, queries: Sequence[Hash], positions: list[int], active: Mapping[int, ListInfo]
-    ) -> list[Hit]:
-        hits = []
-        for position in positions:
-            for row_id in self._digests[algorithm].lookup(queries[position].value):
-                hits.extend(self._hit(row_id, algorithm, 0, position, active))
-        return hits
-
-    def _hit(
-        self, row_id: int, algorithm: Algorithm, distance: int, position: int, active: Mapping[int, ListInfo]
-    ) -> list[Hit]:
-        list_id, entry_id, label = self._rows[row_id]
-        info = active.get(list_id)
-        if info is None or distance > info.thresholds[algorithm]:
-            return []
-        return [Hit(info.name, entry_id, label, algorithm, distance, info.thresholds[algorithm], position)]
+    def _search_digest(
+        self, algorithm: Algorithm, queries: Sequence[Hash], positions: list[int]
+    ) -> list[tuple[int, Algorithm, int, int]]:
+        return [
+            (row_id, algorithm, 0, position)
+            for position in positions
+            for row_id in self._digests[algorithm].lookup(queries[position].value)
+        ]
 
     # -- writes --------------------------------------------------------------------------------
 
     def create_list(
-        self, name: str, description: str = "", thresholds: Mapping[Algorithm, int] | None = None, enabled: bool = True
+        self,
+        name: str,
+        description: str = "",
+        thresholds: Mapping[Algorithm, int] | None = None,
+        enabled: bool = True,
+        match_orientations: bool = True,
     ) -> ListInfo:
         with self._write_lock:
-            info = self.store.create_list(name, description, thresholds or {}, enabled)
+            info = self.store.create_list(name, description, thresholds or {}, enabled, match_orientations)
             self._reload_lists()
         return info
 
@@ -118,9 +157,10 @@ class HashLists:
         description: str | None = None,
         thresholds: Mapping[Algorithm, int] | None = None,
         enabled: bool | None = None,
+        match_orientations: bool | None = None,
     ) -> ListInfo:
         with self._write_lock:
-            info = self.store.update_list(name, description, thresholds, enabled)
+            info = self.store.update_list(name, description, thresholds, enabled, match_orientations)
             self._reload_lists()
         return info
 
@@ -155,7 +195,9 @@ class HashLists:
 
     def _reload_lists(self) -> None:
         lists = {info.list_id: info for info in self.store.list_lists()}
+        generation = self.store.generation()
         with self._read_lock:
+            self._generation = generation
             self._lists = lists
             self._list_ids = {info.name: list_id for list_id, info in lists.items()}
 
@@ -185,3 +227,8 @@ class HashLists:
 
     def _structure(self, algorithm: Algorithm) -> HammingIndex | DigestIndex:
         return self._hamming[algorithm] if algorithm.spec.perceptual else self._digests[algorithm]
+
+
+def _rank(orientation: Orientation) -> int:
+    # Among equally close orientations, report the picture as uploaded first.
+    return list(Orientation).index(orientation)

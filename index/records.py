@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from hashmatch.hashing.algorithms import Algorithm
+from hashmatch.hashing.orientation import Orientation
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,8 @@ class ListInfo:
     created: datetime
     updated: datetime
     counts: dict[Algorithm, int] = field(default_factory=dict)
+    # Whether orientation variants of a query (rotations, mirror images) may match this list.
+    match_orientations: bool = True
 
     @property
     def entry_count(self) -> int:
@@ -55,3 +58,12 @@ class Hit:
     distance: int
     threshold: int
     query_index: int
+    orientation: Orientation = Orientation.ORIGINAL
+
+
+@dataclass(frozen=True)
+class Matches:
+    """The hits of one query batch and the generation of the lists they were answered from."""
+
+    hits: list[Hit]
+    generation: int

@@ -50,7 +50,12 @@ class Change:
 
 class Store(Protocol):
     def create_list(
-        self, name: str, description: str, thresholds: Mapping[Algorithm, int], enabled: bool
+        self,
+        name: str,
+        description: str,
+        thresholds: Mapping[Algorithm, int],
+        enabled: bool,
+        match_orientations: bool = True,
     ) -> ListInfo: ...
     def get_list(self, name: str) -> ListInfo: ...
     def list_lists(self) -> list[ListInfo]: ...
@@ -60,6 +65,7 @@ class Store(Protocol):
         description: str | None,
         thresholds: Mapping[Algorithm, int] | None,
         enabled: bool | None,
+        match_orientations: bool | None = None,
     ) -> ListInfo: ...
     def delete_list(self, name: str) -> tuple[int, Change]: ...
     def add_entries(
@@ -69,6 +75,7 @@ class Store(Protocol):
         self, name: str, entry_ids: Sequence[str], hashes: Sequence[Hash]
     ) -> tuple[int, Change]: ...
     def iter_entries(self) -> Iterator[StoredEntry]: ...
+    def generation(self) -> int: ...
     def close(self) -> None: ...
 
 
@@ -79,8 +86,14 @@ CREATE TABLE IF NOT EXISTS lists (
     description TEXT NOT NULL DEFAULT '',
     enabled     INTEGER NOT NULL,
     created_at  REAL NOT NULL,
-    updated_at  REAL NOT NULL
+    updated_at  REAL NOT NULL,
+    match_orientations INTEGER NOT NULL DEFAULT 1
 );
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', 0);
 CREATE TABLE IF NOT EXISTS thresholds (
     list_id   INTEGER NOT NULL REFERENCES lists(id) ON DELETE CASCADE,
     algorithm TEXT NOT NULL,
@@ -100,7 +113,16 @@ CREATE TABLE IF NOT EXISTS entries (
     UNIQUE (list_id, entry_id, algorithm)
 );
 """
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
+# Each step upgrades a store from the version before it.
+_MIGRATIONS = {
+    2: "ALTER TABLE lists ADD COLUMN match_orientations INTEGER NOT NULL DEFAULT 1;"
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+    "INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', 0);",
+}
+
+
+_LIST_COLUMNS = "id, name, description, enabled, created_at, updated_at, match_orientations"
 
 
 def _utc(ts: float) -> datetime:
@@ -121,7 +143,11 @@ class SQLiteStore:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > _SCHEMA_VERSION:
             raise RuntimeError(f"{path} has schema version {version}; this hashmatch knows up to {_SCHEMA_VERSION}")
-        self._db.executescript(_SCHEMA)
+        if version == 0:
+            self._db.executescript(_SCHEMA)
+        else:
+            for step in range(version + 1, _SCHEMA_VERSION + 1):
+                self._db.executescript(_MIGRATIONS[step])
         self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -132,7 +158,7 @@ class SQLiteStore:
 
     def _list_row(self, name: str) -> tuple:
         row = self._db.execute(
-            "SELECT id, name, description, enabled, created_at, updated_at FROM lists WHERE name = ?",
+            f"SELECT {_LIST_COLUMNS} FROM lists WHERE name = ?",
             (name,),
         ).fetchone()
         if row is None:
@@ -140,7 +166,7 @@ class SQLiteStore:
         return row
 
     def _info(self, row: tuple) -> ListInfo:
-        list_id, name, description, enabled, created, updated = row
+        list_id, name, description, enabled, created, updated, orientations = row
         thresholds = {
             Algorithm(a): t
             for a, t in self._db.execute(
@@ -162,10 +188,16 @@ class SQLiteStore:
             created=_utc(created),
             updated=_utc(updated),
             counts={a: counts.get(a, 0) for a in Algorithm},
+            match_orientations=bool(orientations),
         )
 
     def create_list(
-        self, name: str, description: str, thresholds: Mapping[Algorithm, int], enabled: bool
+        self,
+        name: str,
+        description: str,
+        thresholds: Mapping[Algorithm, int],
+        enabled: bool,
+        match_orientations: bool = True,
     ) -> ListInfo:
         check_list_name(name)
         check_description(description)
@@ -175,13 +207,15 @@ class SQLiteStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 cur = self._db.execute(
-                    "INSERT INTO lists (name, description, enabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-                    (name, description, int(enabled), now, now),
+                    "INSERT INTO lists (name, description, enabled, created_at, updated_at, match_orientations) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (name, description, int(enabled), now, now, int(match_orientations)),
                 )
                 self._db.executemany(
                     "INSERT INTO thresholds (list_id, algorithm, threshold) VALUES (?, ?, ?)",
                     [(cur.lastrowid, a.value, t) for a, t in merged.items()],
                 )
+                self._bump_generation()
             except sqlite3.IntegrityError:
                 self._db.execute("ROLLBACK")
                 raise ListExists(name) from None
@@ -198,7 +232,7 @@ class SQLiteStore:
     def list_lists(self) -> list[ListInfo]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, name, description, enabled, created_at, updated_at FROM lists ORDER BY name"
+                f"SELECT {_LIST_COLUMNS} FROM lists ORDER BY name"
             ).fetchall()
             return [self._info(row) for row in rows]
 
@@ -208,6 +242,7 @@ class SQLiteStore:
         description: str | None,
         thresholds: Mapping[Algorithm, int] | None,
         enabled: bool | None,
+        match_orientations: bool | None = None,
     ) -> ListInfo:
         if description is not None:
             check_description(description)
@@ -219,6 +254,10 @@ class SQLiteStore:
                 self._db.execute("UPDATE lists SET description = ? WHERE id = ?", (description, list_id))
             if enabled is not None:
                 self._db.execute("UPDATE lists SET enabled = ? WHERE id = ?", (int(enabled), list_id))
+            if match_orientations is not None:
+                self._db.execute(
+                    "UPDATE lists SET match_orientations = ? WHERE id = ?", (int(match_orientations), list_id)
+                )
             for algorithm, threshold in (thresholds or {}).items():
                 self._db.execute(
                     "INSERT INTO thresholds (list_id, algorithm, threshold) VALUES (?, ?, ?) "
@@ -226,6 +265,7 @@ class SQLiteStore:
                     (list_id, algorithm.value, threshold),
                 )
             self._db.execute("UPDATE lists SET updated_at = ? WHERE id = ?", (time.time(), list_id))
+            self._bump_generation()
         with self._lock:
             return self._info(self._list_row(name))
 
@@ -238,6 +278,7 @@ class SQLiteStore:
             )
             self._db.execute("DELETE FROM entries WHERE list_id = ?", (list_id,))
             self._db.execute("DELETE FROM lists WHERE id = ?", (list_id,))
+            self._bump_generation()
         return len(removed), Change(removed=removed)
 
     # -- entries -------------------------------------------------------------------------------
@@ -335,6 +376,7 @@ class SQLiteStore:
             db.execute("DELETE FROM staging")
             if new or relabel:
                 db.execute("UPDATE lists SET updated_at = ? WHERE id = ?", (now, list_id))
+                self._bump_generation()
         outcome = UploadOutcome(received=len(entries), added=len(new), unchanged=len(entries) - len(new))
         return outcome, Change(added=tuple(added), relabelled=tuple(relabelled))
 
@@ -358,6 +400,7 @@ class SQLiteStore:
             self._db.executemany("DELETE FROM entries WHERE id = ?", [(r,) for r in rows])
             if rows:
                 self._db.execute("UPDATE lists SET updated_at = ? WHERE id = ?", (time.time(), list_id))
+                self._bump_generation()
         return len(rows), Change(removed=tuple((a, r) for r, a in rows.items()))
 
     def iter_entries(self) -> Iterator[StoredEntry]:
@@ -368,7 +411,15 @@ class SQLiteStore:
         for row_id, list_id, algorithm, value, entry_id, label in rows:
             yield StoredEntry(row_id, list_id, Algorithm(algorithm), value, entry_id, label)
 
+    def generation(self) -> int:
+        """Grows with every committed change to any list."""
+        with self._lock:
+            return self._db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]
+
     # -- plumbing ------------------------------------------------------------------------------
+
+    def _bump_generation(self) -> None:
+        self._db.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
 
     def _transaction(self) -> "_Transaction":
         return _Transaction(self._db)

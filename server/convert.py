@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from hashmatch.hashing import Algorithm, Hash, HashFormatError, HashResult, ImageHashes
+from hashmatch.hashing import Algorithm, Hash, HashFormatError, HashResult, ImageHashes, Orientation
 from hashmatch.index import Hit, ListInfo
 from hashmatch.v1 import hashes_pb2, lists_pb2
 
@@ -29,6 +29,20 @@ def algorithm_from_proto(value: int, field: str) -> Algorithm:
 
 def algorithm_to_proto(algorithm: Algorithm) -> int:
     return hashes_pb2.Algorithm.Value(f"ALGORITHM_{algorithm.name}")
+
+
+def orientation_from_proto(value: int, field: str) -> Orientation:
+    if value == hashes_pb2.ORIENTATION_UNSPECIFIED:
+        return Orientation.ORIGINAL
+    try:
+        name = hashes_pb2.Orientation.Name(value)
+    except ValueError:
+        raise BadField(f"{field}: unknown orientation number {value}") from None
+    return Orientation[name.removeprefix("ORIENTATION_")]
+
+
+def orientation_to_proto(orientation: Orientation) -> int:
+    return hashes_pb2.Orientation.Value(f"ORIENTATION_{orientation.name}")
 
 
 def algorithms_from_proto(values, field: str) -> list[Algorithm]:
@@ -65,6 +79,7 @@ def hit_to_proto(hit: Hit) -> hashes_pb2.Match:
         distance=hit.distance,
         threshold=hit.threshold,
         query_index=hit.query_index,
+        orientation=orientation_to_proto(hit.orientation),
     )
 
 
@@ -99,4 +114,5 @@ def list_to_proto(info: ListInfo) -> lists_pb2.HashList:
         entry_count=info.entry_count,
         create_time=_timestamp(info.created),
         update_time=_timestamp(info.updated),
+        match_orientations=info.match_orientations,
     )

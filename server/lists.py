@@ -25,6 +25,7 @@ class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
             request.description,
             convert.thresholds_from_proto(request.thresholds, "thresholds"),
             request.enabled if request.HasField("enabled") else True,
+            request.match_orientations if request.HasField("match_orientations") else True,
         )
         return lists_pb2.CreateListResponse(list=convert.list_to_proto(info))
 
@@ -43,6 +44,7 @@ class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
             request.description if request.HasField("description") else None,
             convert.thresholds_from_proto(request.thresholds, "thresholds") or None,
             request.enabled if request.HasField("enabled") else None,
+            request.match_orientations if request.HasField("match_orientations") else None,
         )
         return lists_pb2.UpdateListResponse(list=convert.list_to_proto(info))
 

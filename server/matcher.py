@@ -38,11 +38,12 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServiceServicer):
 
     def _match_image(self, request: matcher_pb2.MatchImageRequest) -> matcher_pb2.MatchImageResponse:
         hashes = self._hash(request.image, request.algorithms, "algorithms")
-        hits = self._lists.match([r.hash for r in hashes.results], request.list_names)
+        found = self._lists.match([r.hash for r in hashes.results], request.list_names)
         return matcher_pb2.MatchImageResponse(
             hashes=[convert.hash_result_to_proto(r) for r in hashes.results],
-            matches=[convert.hit_to_proto(h) for h in hits],
+            matches=[convert.hit_to_proto(h) for h in found.hits],
             image=convert.image_info_to_proto(hashes),
+            index_generation=found.generation,
         )
 
     @unary
@@ -59,8 +60,14 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServiceServicer):
                 f"hashes: {len(request.hashes)} hashes, over the limit of {self._config.max_query_hashes}",
             )
         queries = [convert.hash_from_proto(h, f"hashes[{i}]") for i, h in enumerate(request.hashes)]
-        hits = self._lists.match(queries, request.list_names)
-        return matcher_pb2.MatchHashesResponse(matches=[convert.hit_to_proto(h) for h in hits])
+        orientations = [
+            convert.orientation_from_proto(h.orientation, f"hashes[{i}].orientation")
+            for i, h in enumerate(request.hashes)
+        ]
+        found = self._lists.match(queries, request.list_names, orientations)
+        return matcher_pb2.MatchHashesResponse(
+            matches=[convert.hit_to_proto(h) for h in found.hits], index_generation=found.generation
+        )
 
     @streaming
     def MatchImageStream(

@@ -47,9 +47,14 @@ def as_set(hits) -> set[tuple]:
     return {(h.list_name, h.entry_id, h.label, h.algorithm, h.distance, h.threshold, h.query_index) for h in hits}
 
 
+class Lists(HashLists):
+    def match_hits(self, *args, **kwargs):
+        return self.match(*args, **kwargs).hits
+
+
 @pytest.fixture
 def lists(tmp_path: Path) -> HashLists:
-    hash_lists = HashLists(SQLiteStore(tmp_path / "store.sqlite3"))
+    hash_lists = Lists(SQLiteStore(tmp_path / "store.sqlite3"))
     yield hash_lists
     hash_lists.close()
 
@@ -84,9 +89,9 @@ def test_matches_equal_brute_force_on_random_and_clustered_lists(lists: HashList
 
     expected = brute_force(lists, queries)
     assert expected, "the test must produce matches to compare"
-    assert as_set(lists.match(queries)) == expected
+    assert as_set(lists.match_hits(queries)) == expected
     # Restricting to one list equals the brute force over that list only.
-    assert as_set(lists.match(queries, ["list-1"])) == brute_force(lists, queries, {"list-1"})
+    assert as_set(lists.match_hits(queries, ["list-1"])) == brute_force(lists, queries, {"list-1"})
 
 
 def test_threshold_is_inclusive_and_list_of_one_hash(lists: HashLists) -> None:
@@ -96,14 +101,14 @@ def test_threshold_is_inclusive_and_list_of_one_hash(lists: HashLists) -> None:
     lists.add_entries("one", [NewEntry(PDQ, value, label="x", entry_id="only")])
     at = Hash(PDQ, flip(rng, value, 10))
     beyond = Hash(PDQ, flip(rng, value, 11))
-    hits = lists.match([at, beyond])
+    hits = lists.match_hits([at, beyond])
     assert [(h.entry_id, h.distance, h.threshold, h.query_index) for h in hits] == [("only", 10, 10, 0)]
     # Thresholds change at run time.
     lists.update_list("one", thresholds={PDQ: 11})
-    assert len(lists.match([beyond])) == 1
+    assert len(lists.match_hits([beyond])) == 1
     lists.update_list("one", thresholds={PDQ: 0})
-    assert lists.match([at]) == []
-    assert len(lists.match([Hash(PDQ, value)])) == 1
+    assert lists.match_hits([at]) == []
+    assert len(lists.match_hits([Hash(PDQ, value)])) == 1
 
 
 def test_disabled_lists_do_not_match_and_unknown_names_are_refused(lists: HashLists) -> None:
@@ -111,11 +116,11 @@ def test_disabled_lists_do_not_match_and_unknown_names_are_refused(lists: HashLi
     lists.create_list("a")
     lists.add_entries("a", [NewEntry(PDQ, value)])
     lists.update_list("a", enabled=False)
-    assert lists.match([Hash(PDQ, value)]) == []
+    assert lists.match_hits([Hash(PDQ, value)]) == []
     lists.update_list("a", enabled=True)
-    assert len(lists.match([Hash(PDQ, value)])) == 1
+    assert len(lists.match_hits([Hash(PDQ, value)])) == 1
     with pytest.raises(ListNotFound, match="nope"):
-        lists.match([Hash(PDQ, value)], ["nope"])
+        lists.match_hits([Hash(PDQ, value)], ["nope"])
 
 
 def test_digests_match_exactly(lists: HashLists) -> None:
@@ -124,7 +129,7 @@ def test_digests_match_exactly(lists: HashLists) -> None:
     lists.create_list("e")
     lists.add_entries("d", [NewEntry(MD5, digest, entry_id="m1")])
     lists.add_entries("e", [NewEntry(MD5, digest, entry_id="m2")])
-    hits = lists.match([Hash(MD5, digest), Hash(MD5, bytes(16))])
+    hits = lists.match_hits([Hash(MD5, digest), Hash(MD5, bytes(16))])
     assert sorted((h.list_name, h.entry_id, h.distance, h.query_index) for h in hits) == [
         ("d", "m1", 0, 0),
         ("e", "m2", 0, 0),
@@ -150,7 +155,7 @@ def test_upload_is_all_or_nothing_and_names_the_first_bad_line(lists: HashLists)
     with pytest.raises(InvalidEntry, match="line 3: entry 'taken' already has a different PDQ hash"):
         lists.add_entries("l", bad[:2])
     assert lists.get_list("l").counts[PDQ] == 1
-    assert lists.match([Hash(PDQ, bytes([1]) * 32)]) == []
+    assert lists.match_hits([Hash(PDQ, bytes([1]) * 32)]) == []
 
 
 def test_reloading_is_idempotent_and_keeps_ids(lists: HashLists) -> None:
@@ -159,15 +164,15 @@ def test_reloading_is_idempotent_and_keeps_ids(lists: HashLists) -> None:
     lists.create_list("l")
     first, info = lists.add_entries("l", entries)
     assert (first.received, first.added, first.unchanged) == (50, 50, 0)
-    ids = {h.entry_id for h in lists.match([Hash(PHASH, e.value) for e in entries], ["l"]) if h.distance == 0}
+    ids = {h.entry_id for h in lists.match_hits([Hash(PHASH, e.value) for e in entries], ["l"]) if h.distance == 0}
     again, info = lists.add_entries("l", entries)
     assert (again.received, again.added, again.unchanged) == (50, 0, 50)
     assert info.counts[PHASH] == 50
-    ids_again = {h.entry_id for h in lists.match([Hash(PHASH, e.value) for e in entries], ["l"]) if h.distance == 0}
+    ids_again = {h.entry_id for h in lists.match_hits([Hash(PHASH, e.value) for e in entries], ["l"]) if h.distance == 0}
     assert ids == ids_again and len(ids) == 50
     # A new label on a listed hash is applied without a new entry.
     lists.add_entries("l", [NewEntry(PHASH, entries[0].value, label="b")])
-    hit = [h for h in lists.match([Hash(PHASH, entries[0].value)]) if h.distance == 0][0]
+    hit = [h for h in lists.match_hits([Hash(PHASH, entries[0].value)]) if h.distance == 0][0]
     assert hit.label == "b"
 
 
@@ -176,12 +181,12 @@ def test_removal_and_deletion_apply_to_search(lists: HashLists) -> None:
     lists.create_list("l")
     lists.add_entries("l", [NewEntry(PDQ, a, entry_id="a"), NewEntry(PDQ, b, entry_id="b")])
     assert lists.remove_entries("l", entry_ids=["a"]) == 1
-    assert lists.match([Hash(PDQ, a)], ["l"]) == [] or all(h.entry_id == "b" for h in lists.match([Hash(PDQ, a)]))
+    assert lists.match_hits([Hash(PDQ, a)], ["l"]) == [] or all(h.entry_id == "b" for h in lists.match_hits([Hash(PDQ, a)]))
     assert lists.remove_entries("l", hashes=[Hash(PDQ, b)]) == 1
-    assert lists.match([Hash(PDQ, a), Hash(PDQ, b)]) == []
+    assert lists.match_hits([Hash(PDQ, a), Hash(PDQ, b)]) == []
     lists.add_entries("l", [NewEntry(PDQ, a)])
     assert lists.delete_list("l") == 1
-    assert lists.match([Hash(PDQ, a)]) == []
+    assert lists.match_hits([Hash(PDQ, a)]) == []
     with pytest.raises(ListNotFound):
         lists.get_list("l")
 
@@ -200,14 +205,45 @@ def test_list_rules(lists: HashLists) -> None:
 def test_state_survives_a_restart(tmp_path: Path) -> None:
     rng = random.Random(11)
     path = tmp_path / "s.sqlite3"
-    first = HashLists(SQLiteStore(path))
+    first = Lists(SQLiteStore(path))
     first.create_list("l", thresholds={PDQ: 20})
     values = [random_value(rng, PDQ) for _ in range(30)]
     first.add_entries("l", [NewEntry(PDQ, v, label=str(i)) for i, v in enumerate(values)])
     queries = [Hash(PDQ, flip(rng, v, 15)) for v in values]
-    before = as_set(first.match(queries))
+    before = as_set(first.match_hits(queries))
     first.close()
-    second = HashLists(SQLiteStore(path))
-    assert as_set(second.match(queries)) == before == brute_force(second, queries)
+    second = Lists(SQLiteStore(path))
+    assert as_set(second.match_hits(queries)) == before == brute_force(second, queries)
     assert len(before) == 30
     second.close()
+
+
+def test_orientation_variants_match_only_lists_that_allow_them(lists: HashLists) -> None:
+    from hashmatch.hashing.orientation import Orientation
+
+    value = bytes(range(32))
+    lists.create_list("on")
+    lists.create_list("off", match_orientations=False)
+    lists.add_entries("on", [NewEntry(PDQ, value, entry_id="a")])
+    lists.add_entries("off", [NewEntry(PDQ, value, entry_id="b")])
+    upright, variant = Hash(PDQ, bytes(32)), Hash(PDQ, value)
+    found = lists.match([upright, variant], orientations=[Orientation.ORIGINAL, Orientation.ROTATE_90],
+                        query_indexes=[0, 0])
+    assert [(h.list_name, h.entry_id, h.query_index, h.orientation) for h in found.hits] == [
+        ("on", "a", 0, Orientation.ROTATE_90)
+    ]
+    lists.update_list("off", match_orientations=True)
+    assert {h.list_name for h in lists.match([variant], orientations=[Orientation.FLIP_VERTICAL]).hits} == {"on", "off"}
+
+
+def test_generation_grows_with_every_change(lists: HashLists) -> None:
+    seen = [lists.generation]
+    lists.create_list("g")
+    seen.append(lists.match([Hash(MD5, bytes(16))]).generation)
+    lists.add_entries("g", [NewEntry(MD5, bytes(16))])
+    seen.append(lists.generation)
+    lists.add_entries("g", [NewEntry(MD5, bytes(16))])  # no change, no new generation
+    seen.append(lists.generation)
+    lists.update_list("g", enabled=False)
+    seen.append(lists.generation)
+    assert seen == sorted(seen) and len(set(seen)) == 4 and seen[2] == seen[3]

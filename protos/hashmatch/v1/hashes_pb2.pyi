@@ -15,6 +15,18 @@ class Algorithm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ALGORITHM_WHASH: _ClassVar[Algorithm]
     ALGORITHM_MD5: _ClassVar[Algorithm]
     ALGORITHM_SHA256: _ClassVar[Algorithm]
+
+class Orientation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ORIENTATION_UNSPECIFIED: _ClassVar[Orientation]
+    ORIENTATION_ORIGINAL: _ClassVar[Orientation]
+    ORIENTATION_ROTATE_90: _ClassVar[Orientation]
+    ORIENTATION_ROTATE_180: _ClassVar[Orientation]
+    ORIENTATION_ROTATE_270: _ClassVar[Orientation]
+    ORIENTATION_FLIP_HORIZONTAL: _ClassVar[Orientation]
+    ORIENTATION_FLIP_VERTICAL: _ClassVar[Orientation]
+    ORIENTATION_TRANSPOSE: _ClassVar[Orientation]
+    ORIENTATION_TRANSVERSE: _ClassVar[Orientation]
 ALGORITHM_UNSPECIFIED: Algorithm
 ALGORITHM_PDQ: Algorithm
 ALGORITHM_PHASH: Algorithm
@@ -23,16 +35,27 @@ ALGORITHM_AHASH: Algorithm
 ALGORITHM_WHASH: Algorithm
 ALGORITHM_MD5: Algorithm
 ALGORITHM_SHA256: Algorithm
+ORIENTATION_UNSPECIFIED: Orientation
+ORIENTATION_ORIGINAL: Orientation
+ORIENTATION_ROTATE_90: Orientation
+ORIENTATION_ROTATE_180: Orientation
+ORIENTATION_ROTATE_270: Orientation
+ORIENTATION_FLIP_HORIZONTAL: Orientation
+ORIENTATION_FLIP_VERTICAL: Orientation
+ORIENTATION_TRANSPOSE: Orientation
+ORIENTATION_TRANSVERSE: Orientation
 
 class Hash(_message.Message):
-    __slots__ = ("algorithm", "value", "quality")
+    __slots__ = ("algorithm", "value", "quality", "orientation")
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     QUALITY_FIELD_NUMBER: _ClassVar[int]
+    ORIENTATION_FIELD_NUMBER: _ClassVar[int]
     algorithm: Algorithm
     value: str
     quality: int
-    def __init__(self, algorithm: _Optional[_Union[Algorithm, str]] = ..., value: _Optional[str] = ..., quality: _Optional[int] = ...) -> None: ...
+    orientation: Orientation
+    def __init__(self, algorithm: _Optional[_Union[Algorithm, str]] = ..., value: _Optional[str] = ..., quality: _Optional[int] = ..., orientation: _Optional[_Union[Orientation, str]] = ...) -> None: ...
 
 class ImageInfo(_message.Message):
     __slots__ = ("width", "height", "format", "frame_count")
@@ -47,7 +70,7 @@ class ImageInfo(_message.Message):
     def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., format: _Optional[str] = ..., frame_count: _Optional[int] = ...) -> None: ...
 
 class Match(_message.Message):
-    __slots__ = ("list_name", "entry_id", "label", "algorithm", "distance", "threshold", "query_index")
+    __slots__ = ("list_name", "entry_id", "label", "algorithm", "distance", "threshold", "query_index", "orientation")
     LIST_NAME_FIELD_NUMBER: _ClassVar[int]
     ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +78,7 @@ class Match(_message.Message):
     DISTANCE_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     QUERY_INDEX_FIELD_NUMBER: _ClassVar[int]
+    ORIENTATION_FIELD_NUMBER: _ClassVar[int]
     list_name: str
     entry_id: str
     label: str
@@ -62,7 +86,8 @@ class Match(_message.Message):
     distance: int
     threshold: int
     query_index: int
-    def __init__(self, list_name: _Optional[str] = ..., entry_id: _Optional[str] = ..., label: _Optional[str] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., distance: _Optional[int] = ..., threshold: _Optional[int] = ..., query_index: _Optional[int] = ...) -> None: ...
+    orientation: Orientation
+    def __init__(self, list_name: _Optional[str] = ..., entry_id: _Optional[str] = ..., label: _Optional[str] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., distance: _Optional[int] = ..., threshold: _Optional[int] = ..., query_index: _Optional[int] = ..., orientation: _Optional[_Union[Orientation, str]] = ...) -> None: ...
 
 class Error(_message.Message):
     __slots__ = ("code", "message")

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from hashmatch.v1 import hashes_pb2 as hashmatch_dot_v1_dot_hashes__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18hashmatch/v1/lists.proto\x12\x0chashmatch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19hashmatch/v1/hashes.proto\"S\n\x12\x41lgorithmThreshold\x12*\n\talgorithm\x18\x01 \x01(\x0e\x32\x17.hashmatch.v1.Algorithm\x12\x11\n\tthreshold\x18\x02 \x01(\x05\"K\n\x0e\x41lgorithmCount\x12*\n\talgorithm\x18\x01 \x01(\x0e\x32\x17.hashmatch.v1.Algorithm\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\x9f\x02\n\x08HashList\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x34\n\nthresholds\x18\x03 \x03(\x0b\x32 .hashmatch.v1.AlgorithmThreshold\x12\x0f\n\x07\x65nabled\x18\x04 \x01(\x08\x12\x32\n\x0c\x65ntry_counts\x18\x05 \x03(\x0b\x32\x1c.hashmatch.v1.AlgorithmCount\x12\x13\n\x0b\x65ntry_count\x18\x06 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9d\x01\n\tHashEntry\x12*\n\talgorithm\x18\x01 \x01(\x0e\x32\x17.hashmatch.v1.Algorithm\x12\x0c\n\x04hash\x18\x02 \x01(\t\x12\x12\n\x05label\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\n\n\x02id\x18\x04 \x01(\t\x12\x13\n\x06source\x18\x05 \x01(\tH\x01\x88\x01\x01\x12\x0c\n\x04line\x18\x06 \x01(\x03\x42\x08\n\x06_labelB\t\n\x07_source\"\x8e\x01\n\x11\x43reateListRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x34\n\nthresholds\x18\x03 \x03(\x0b\x32 .hashmatch.v1.AlgorithmThreshold\x12\x14\n\x07\x65nabled\x18\x04 \x01(\x08H\x00\x88\x01\x01\x42\n\n\x08_enabled\":\n\x12\x43reateListResponse\x12$\n\x04list\x18\x01 \x01(\x0b\x32\x16.hashmatch.v1.HashList\"\x1e\n\x0eGetListRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"7\n\x0fGetListResponse\x12$\n\x04list\x18\x01 \x01(\x0b\x32\x16.hashmatch.v1.HashList\"\x12\n\x10ListListsRequest\":\n\x11ListListsResponse\x12%\n\x05lists\x18\x01 \x03(\x0b\x32\x16.hashmatch.v1.HashList\"\xa3\x01\n\x11UpdateListRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x0b\x64\x65scription\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x34\n\nthresholds\x18\x03 \x03(\x0b\x32 .hashmatch.v1.AlgorithmThreshold\x12\x14\n\x07\x65nabled\x18\x04 \x01(\x08H\x01\x88\x01\x01\x42\x0e\n\x0c_descriptionB\n\n\x08_enabled\":\n\x12UpdateListResponse\x12$\n\x04list\x18\x01 \x01(\x0b\x32\x16.hashmatch.v1.HashList\"!\n\x11\x44\x65leteListRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"-\n\x12\x44\x65leteListResponse\x12\x17\n\x0f\x65ntries_removed\x18\x01 \x01(\x03\"b\n\x13UploadHashesRequest\x12\x11\n\tlist_name\x18\x01 \x01(\t\x12(\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x17.hashmatch.v1.HashEntry\x12\x0e\n\x06\x63ommit\x18\x03 \x01(\x08\"p\n\x14UploadHashesResponse\x12\x10\n\x08received\x18\x01 \x01(\x03\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x02 \x01(\x03\x12\x11\n\tunchanged\x18\x03 \x01(\x03\x12$\n\x04list\x18\x04 \x01(\x0b\x32\x16.hashmatch.v1.HashList\"_\n\x13RemoveHashesRequest\x12\x11\n\tlist_name\x18\x01 \x01(\t\x12\x11\n\tentry_ids\x18\x02 \x03(\t\x12\"\n\x06hashes\x18\x03 \x03(\x0b\x32\x12.hashmatch.v1.Hash\"\'\n\x14RemoveHashesResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x03\x32\xc7\x04\n\x0cListsService\x12O\n\nCreateList\x12\x1f.hashmatch.v1.CreateListRequest\x1a .hashmatch.v1.CreateListResponse\x12\x46\n\x07GetList\x12\x1c.hashmatch.v1.GetListRequest\x1a\x1d.hashmatch.v1.GetListResponse\x12L\n\tListLists\x12\x1e.hashmatch.v1.ListListsRequest\x1a\x1f.hashmatch.v1.ListListsResponse\x12O\n\nUpdateList\x12\x1f.hashmatch.v1.UpdateListRequest\x1a .hashmatch.v1.UpdateListResponse\x12O\n\nDeleteList\x12\x1f.hashmatch.v1.DeleteListRequest\x1a .hashmatch.v1.DeleteListResponse\x12W\n\x0cUploadHashes\x12!.hashmatch.v1.UploadHashesRequest\x1a\".hashmatch.v1.UploadHashesResponse(\x01\x12U\n\x0cRemoveHashes\x12!.hashmatch.v1.RemoveHashesRequest\x1a\".hashmatch.v1.RemoveHashesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18hashmatch/v1/lists.proto\x12\x0chashmatch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19hashmatch/v1/hashes.proto\"S\n\x12\x41lgorithmThreshold\x12*\n\talgorithm\x18\x01 \x01(\x0e\x32\x17.hashmatch.v1.Algorithm\x12\x11\n\tthreshold\x18\x02 \x01(\x05\"K\n\x0e\x41lgorithmCount\x12*\n\talgorithm\x18\x01 \x01(\x0e\x32\x17.hashmatch.v1.Algorithm\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\xbb\x02\n\x08HashList\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x34\n\nthresholds\x18\x03 \x03(\x0b\x32 .hashmatch.v1.AlgorithmThreshold\x12\x0f\n\x07\x65nabled\x18\x04 \x01(\x08\x12\x32\n\x0c\x65ntry_counts\x18\x05 \x03(\x0b\x32\x1c.hashmatch.v1.AlgorithmCount\x12\x13\n\x0b\x65ntry_count\x18\x06 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12match_orientations\x18\t \x01(\x08\"\x9d\x01\n\tHashEntry\x12*\n\talgorithm\x18\x01 \x01(\x0e\x32\x17.hashmatch.v1.Algorithm\x12\x0c\n\x04hash\x18\x02 \x01(\t\x12\x12\n\x05label\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\n\n\x02id\x18\x04 \x01(\t\x12\x13\n\x06source\x18\x05 \x01(\tH\x01\x88\x01\x01\x12\x0c\n\x04line\x18\x06 \x01(\x03\x42\x08\n\x06_labelB\t\n\x07_source\"\xc6\x01\n\x11\x43reateListRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x34\n\nthresholds\x18\x03 \x03(\x0b\x32 .hashmatch.v1.AlgorithmThreshold\x12\x14\n\x07\x65nabled\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12\x1f\n\x12match_orientations\x18\x05 \x01(\x08H\x01\x88\x01\x01\x42\n\n\x08_enabledB\x15\n\x13_match_orientations\":\n\x12\x43reateListResponse\x12$\n\x04list\x18\x01 \x01(\x0b\x32\x16.hashmatch.v1.HashList\"\x1e\n\x0eGetListRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"7\n\x0fGetListResponse\x12$\n\x04list\x18\x01 \x01(\x0b\x32\x16.hashmatch.v1.HashList\"\x12\n\x10ListListsRequest\":\n\x11ListListsResponse\x12%\n\x05lists\x18\x01 \x03(\x0b\x32\x16.hashmatch.v1.HashList\"\xdb\x01\n\x11UpdateListRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x0b\x64\x65scription\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x34\n\nthresholds\x18\x03 \x03(\x0b\x32 .hashmatch.v1.AlgorithmThreshold\x12\x14\n\x07\x65nabled\x18\x04 \x01(\x08H\x01\x88\x01\x01\x12\x1f\n\x12match_orientations\x18\x05 \x01(\x08H\x02\x88\x01\x01\x42\x0e\n\x0c_descriptionB\n\n\x08_enabledB\x15\n\x13_match_orientations\":\n\x12UpdateListResponse\x12$\n\x04list\x18\x01 \x01(\x0b\x32\x16.hashmatch.v1.HashList\"!\n\x11\x44\x65leteListRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"-\n\x12\x44\x65leteListResponse\x12\x17\n\x0f\x65ntries_removed\x18\x01 \x01(\x03\"b\n\x13UploadHashesRequest\x12\x11\n\tlist_name\x18\x01 \x01(\t\x12(\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x17.hashmatch.v1.HashEntry\x12\x0e\n\x06\x63ommit\x18\x03 \x01(\x08\"p\n\x14UploadHashesResponse\x12\x10\n\x08received\x18\x01 \x01(\x03\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x02 \x01(\x03\x12\x11\n\tunchanged\x18\x03 \x01(\x03\x12$\n\x04list\x18\x04 \x01(\x0b\x32\x16.hashmatch.v1.HashList\"_\n\x13RemoveHashesRequest\x12\x11\n\tlist_name\x18\x01 \x01(\t\x12\x11\n\tentry_ids\x18\x02 \x03(\t\x12\"\n\x06hashes\x18\x03 \x03(\x0b\x32\x12.hashmatch.v1.Hash\"\'\n\x14RemoveHashesResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x03\x32\xc7\x04\n\x0cListsService\x12O\n\nCreateList\x12\x1f.hashmatch.v1.CreateListRequest\x1a .hashmatch.v1.CreateListResponse\x12\x46\n\x07GetList\x12\x1c.hashmatch.v1.GetListRequest\x1a\x1d.hashmatch.v1.GetListResponse\x12L\n\tListLists\x12\x1e.hashmatch.v1.ListListsRequest\x1a\x1f.hashmatch.v1.ListListsResponse\x12O\n\nUpdateList\x12\x1f.hashmatch.v1.UpdateListRequest\x1a .hashmatch.v1.UpdateListResponse\x12O\n\nDeleteList\x12\x1f.hashmatch.v1.DeleteListRequest\x1a .hashmatch.v1.DeleteListResponse\x12W\n\x0cUploadHashes\x12!.hashmatch.v1.UploadHashesRequest\x1a\".hashmatch.v1.UploadHashesResponse(\x01\x12U\n\x0cRemoveHashes\x12!.hashmatch.v1.RemoveHashesRequest\x1a\".hashmatch.v1.RemoveHashesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,37 +38,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ALGORITHMCOUNT']._serialized_start=187
   _globals['_ALGORITHMCOUNT']._serialized_end=262
   _globals['_HASHLIST']._serialized_start=265
-  _globals['_HASHLIST']._serialized_end=552
-  _globals['_HASHENTRY']._serialized_start=555
-  _globals['_HASHENTRY']._serialized_end=712
-  _globals['_CREATELISTREQUEST']._serialized_start=715
-  _globals['_CREATELISTREQUEST']._serialized_end=857
-  _globals['_CREATELISTRESPONSE']._serialized_start=859
-  _globals['_CREATELISTRESPONSE']._serialized_end=917
-  _globals['_GETLISTREQUEST']._serialized_start=919
-  _globals['_GETLISTREQUEST']._serialized_end=949
-  _globals['_GETLISTRESPONSE']._serialized_start=951
-  _globals['_GETLISTRESPONSE']._serialized_end=1006
-  _globals['_LISTLISTSREQUEST']._serialized_start=1008
-  _globals['_LISTLISTSREQUEST']._serialized_end=1026
-  _globals['_LISTLISTSRESPONSE']._serialized_start=1028
-  _globals['_LISTLISTSRESPONSE']._serialized_end=1086
-  _globals['_UPDATELISTREQUEST']._serialized_start=1089
-  _globals['_UPDATELISTREQUEST']._serialized_end=1252
-  _globals['_UPDATELISTRESPONSE']._serialized_start=1254
-  _globals['_UPDATELISTRESPONSE']._serialized_end=1312
-  _globals['_DELETELISTREQUEST']._serialized_start=1314
-  _globals['_DELETELISTREQUEST']._serialized_end=1347
-  _globals['_DELETELISTRESPONSE']._serialized_start=1349
-  _globals['_DELETELISTRESPONSE']._serialized_end=1394
-  _globals['_UPLOADHASHESREQUEST']._serialized_start=1396
-  _globals['_UPLOADHASHESREQUEST']._serialized_end=1494
-  _globals['_UPLOADHASHESRESPONSE']._serialized_start=1496
-  _globals['_UPLOADHASHESRESPONSE']._serialized_end=1608
-  _globals['_REMOVEHASHESREQUEST']._serialized_start=1610
-  _globals['_REMOVEHASHESREQUEST']._serialized_end=1705
-  _globals['_REMOVEHASHESRESPONSE']._serialized_start=1707
-  _globals['_REMOVEHASHESRESPONSE']._serialized_end=1746
-  _globals['_LISTSSERVICE']._serialized_start=1749
-  _globals['_LISTSSERVICE']._serialized_end=2332
+  _globals['_HASHLIST']._serialized_end=580
+  _globals['_HASHENTRY']._serialized_start=583
+  _globals['_HASHENTRY']._serialized_end=740
+  _globals['_CREATELISTREQUEST']._serialized_start=743
+  _globals['_CREATELISTREQUEST']._serialized_end=941
+  _globals['_CREATELISTRESPONSE']._serialized_start=943
+  _globals['_CREATELISTRESPONSE']._serialized_end=1001
+  _globals['_GETLISTREQUEST']._serialized_start=1003
+  _globals['_GETLISTREQUEST']._serialized_end=1033
+  _globals['_GETLISTRESPONSE']._serialized_start=1035
+  _globals['_GETLISTRESPONSE']._serialized_end=1090
+  _globals['_LISTLISTSREQUEST']._serialized_start=1092
+  _globals['_LISTLISTSREQUEST']._serialized_end=1110
+  _globals['_LISTLISTSRESPONSE']._serialized_start=1112
+  _globals['_LISTLISTSRESPONSE']._serialized_end=1170
+  _globals['_UPDATELISTREQUEST']._serialized_start=1173
+  _globals['_UPDATELISTREQUEST']._serialized_end=1392
+  _globals['_UPDATELISTRESPONSE']._serialized_start=1394
+  _globals['_UPDATELISTRESPONSE']._serialized_end=1452
+  _globals['_DELETELISTREQUEST']._serialized_start=1454
+  _globals['_DELETELISTREQUEST']._serialized_end=1487
+  _globals['_DELETELISTRESPONSE']._serialized_start=1489
+  _globals['_DELETELISTRESPONSE']._serialized_end=1534
+  _globals['_UPLOADHASHESREQUEST']._serialized_start=1536
+  _globals['_UPLOADHASHESREQUEST']._serialized_end=1634
+  _globals['_UPLOADHASHESRESPONSE']._serialized_start=1636
+  _globals['_UPLOADHASHESRESPONSE']._serialized_end=1748
+  _globals['_REMOVEHASHESREQUEST']._serialized_start=1750
+  _globals['_REMOVEHASHESREQUEST']._serialized_end=1845
+  _globals['_REMOVEHASHESRESPONSE']._serialized_start=1847
+  _globals['_REMOVEHASHESRESPONSE']._serialized_end=1886
+  _globals['_LISTSSERVICE']._serialized_start=1889
+  _globals['_LISTSSERVICE']._serialized_end=2472
 # @@protoc_insertion_point(module_scope)

@@ -27,7 +27,7 @@ class AlgorithmCount(_message.Message):
     def __init__(self, algorithm: _Optional[_Union[_hashes_pb2.Algorithm, str]] = ..., count: _Optional[int] = ...) -> None: ...
 
 class HashList(_message.Message):
-    __slots__ = ("name", "description", "thresholds", "enabled", "entry_counts", "entry_count", "create_time", "update_time")
+    __slots__ = ("name", "description", "thresholds", "enabled", "entry_counts", "entry_count", "create_time", "update_time", "match_orientations")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +36,7 @@ class HashList(_message.Message):
     ENTRY_COUNT_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    MATCH_ORIENTATIONS_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     thresholds: _containers.RepeatedCompositeFieldContainer[AlgorithmThreshold]
@@ -44,7 +45,8 @@ class HashList(_message.Message):
     entry_count: int
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., thresholds: _Optional[_Iterable[_Union[AlgorithmThreshold, _Mapping]]] = ..., enabled: _Optional[bool] = ..., entry_counts: _Optional[_Iterable[_Union[AlgorithmCount, _Mapping]]] = ..., entry_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    match_orientations: bool
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., thresholds: _Optional[_Iterable[_Union[AlgorithmThreshold, _Mapping]]] = ..., enabled: _Optional[bool] = ..., entry_counts: _Optional[_Iterable[_Union[AlgorithmCount, _Mapping]]] = ..., entry_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., match_orientations: _Optional[bool] = ...) -> None: ...
 
 class HashEntry(_message.Message):
     __slots__ = ("algorithm", "hash", "label", "id", "source", "line")
@@ -63,16 +65,18 @@ class HashEntry(_message.Message):
     def __init__(self, algorithm: _Optional[_Union[_hashes_pb2.Algorithm, str]] = ..., hash: _Optional[str] = ..., label: _Optional[str] = ..., id: _Optional[str] = ..., source: _Optional[str] = ..., line: _Optional[int] = ...) -> None: ...
 
 class CreateListRequest(_message.Message):
-    __slots__ = ("name", "description", "thresholds", "enabled")
+    __slots__ = ("name", "description", "thresholds", "enabled", "match_orientations")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
     ENABLED_FIELD_NUMBER: _ClassVar[int]
+    MATCH_ORIENTATIONS_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     thresholds: _containers.RepeatedCompositeFieldContainer[AlgorithmThreshold]
     enabled: bool
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., thresholds: _Optional[_Iterable[_Union[AlgorithmThreshold, _Mapping]]] = ..., enabled: _Optional[bool] = ...) -> None: ...
+    match_orientations: bool
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., thresholds: _Optional[_Iterable[_Union[AlgorithmThreshold, _Mapping]]] = ..., enabled: _Optional[bool] = ..., match_orientations: _Optional[bool] = ...) -> None: ...
 
 class CreateListResponse(_message.Message):
     __slots__ = ("list",)
@@ -103,16 +107,18 @@ class ListListsResponse(_message.Message):
     def __init__(self, lists: _Optional[_Iterable[_Union[HashList, _Mapping]]] = ...) -> None: ...
 
 class UpdateListRequest(_message.Message):
-    __slots__ = ("name", "description", "thresholds", "enabled")
+    __slots__ = ("name", "description", "thresholds", "enabled", "match_orientations")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
     ENABLED_FIELD_NUMBER: _ClassVar[int]
+    MATCH_ORIENTATIONS_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     thresholds: _containers.RepeatedCompositeFieldContainer[AlgorithmThreshold]
     enabled: bool
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., thresholds: _Optional[_Iterable[_Union[AlgorithmThreshold, _Mapping]]] = ..., enabled: _Optional[bool] = ...) -> None: ...
+    match_orientations: bool
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., thresholds: _Optional[_Iterable[_Union[AlgorithmThreshold, _Mapping]]] = ..., enabled: _Optional[bool] = ..., match_orientations: _Optional[bool] = ...) -> None: ...
 
 class UpdateListResponse(_message.Message):
     __slots__ = ("list",)

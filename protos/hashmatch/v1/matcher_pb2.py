@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from hashmatch.v1 import hashes_pb2 as hashmatch_dot_v1_dot_hashes__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ahashmatch/v1/matcher.proto\x12\x0chashmatch.v1\x1a\x19hashmatch/v1/hashes.proto\"N\n\x10HashImageRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12+\n\nalgorithms\x18\x02 \x03(\x0e\x32\x17.hashmatch.v1.Algorithm\"_\n\x11HashImageResponse\x12\"\n\x06hashes\x18\x01 \x03(\x0b\x32\x12.hashmatch.v1.Hash\x12&\n\x05image\x18\x02 \x01(\x0b\x32\x17.hashmatch.v1.ImageInfo\"c\n\x11MatchImageRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x12\n\nlist_names\x18\x02 \x03(\t\x12+\n\nalgorithms\x18\x03 \x03(\x0e\x32\x17.hashmatch.v1.Algorithm\"\x86\x01\n\x12MatchImageResponse\x12\"\n\x06hashes\x18\x01 \x03(\x0b\x32\x12.hashmatch.v1.Hash\x12$\n\x07matches\x18\x02 \x03(\x0b\x32\x13.hashmatch.v1.Match\x12&\n\x05image\x18\x03 \x01(\x0b\x32\x17.hashmatch.v1.ImageInfo\"L\n\x12MatchHashesRequest\x12\"\n\x06hashes\x18\x01 \x03(\x0b\x32\x12.hashmatch.v1.Hash\x12\x12\n\nlist_names\x18\x02 \x03(\t\";\n\x13MatchHashesResponse\x12$\n\x07matches\x18\x01 \x03(\x0b\x32\x13.hashmatch.v1.Match\"_\n\x17MatchImageStreamRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x30\n\x07request\x18\x02 \x01(\x0b\x32\x1f.hashmatch.v1.MatchImageRequest\"\x94\x01\n\x18MatchImageStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x34\n\x08response\x18\x02 \x01(\x0b\x32 .hashmatch.v1.MatchImageResponseH\x00\x12$\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x13.hashmatch.v1.ErrorH\x00\x42\x08\n\x06result2\xea\x02\n\x0eMatcherService\x12L\n\tHashImage\x12\x1e.hashmatch.v1.HashImageRequest\x1a\x1f.hashmatch.v1.HashImageResponse\x12O\n\nMatchImage\x12\x1f.hashmatch.v1.MatchImageRequest\x1a .hashmatch.v1.MatchImageResponse\x12R\n\x0bMatchHashes\x12 .hashmatch.v1.MatchHashesRequest\x1a!.hashmatch.v1.MatchHashesResponse\x12\x65\n\x10MatchImageStream\x12%.hashmatch.v1.MatchImageStreamRequest\x1a&.hashmatch.v1.MatchImageStreamResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ahashmatch/v1/matcher.proto\x12\x0chashmatch.v1\x1a\x19hashmatch/v1/hashes.proto\"z\n\x10HashImageRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12+\n\nalgorithms\x18\x02 \x03(\x0e\x32\x17.hashmatch.v1.Algorithm\x12\x1c\n\x14include_orientations\x18\x03 \x01(\x08\x12\x0c\n\x04\x66\x61st\x18\x04 \x01(\x08\"_\n\x11HashImageResponse\x12\"\n\x06hashes\x18\x01 \x03(\x0b\x32\x12.hashmatch.v1.Hash\x12&\n\x05image\x18\x02 \x01(\x0b\x32\x17.hashmatch.v1.ImageInfo\"q\n\x11MatchImageRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x12\n\nlist_names\x18\x02 \x03(\t\x12+\n\nalgorithms\x18\x03 \x03(\x0e\x32\x17.hashmatch.v1.Algorithm\x12\x0c\n\x04\x66\x61st\x18\x04 \x01(\x08\"\xa0\x01\n\x12MatchImageResponse\x12\"\n\x06hashes\x18\x01 \x03(\x0b\x32\x12.hashmatch.v1.Hash\x12$\n\x07matches\x18\x02 \x03(\x0b\x32\x13.hashmatch.v1.Match\x12&\n\x05image\x18\x03 \x01(\x0b\x32\x17.hashmatch.v1.ImageInfo\x12\x18\n\x10index_generation\x18\x04 \x01(\x04\"L\n\x12MatchHashesRequest\x12\"\n\x06hashes\x18\x01 \x03(\x0b\x32\x12.hashmatch.v1.Hash\x12\x12\n\nlist_names\x18\x02 \x03(\t\"U\n\x13MatchHashesResponse\x12$\n\x07matches\x18\x01 \x03(\x0b\x32\x13.hashmatch.v1.Match\x12\x18\n\x10index_generation\x18\x02 \x01(\x04\"_\n\x17MatchImageStreamRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x30\n\x07request\x18\x02 \x01(\x0b\x32\x1f.hashmatch.v1.MatchImageRequest\"\x94\x01\n\x18MatchImageStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x34\n\x08response\x18\x02 \x01(\x0b\x32 .hashmatch.v1.MatchImageResponseH\x00\x12$\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x13.hashmatch.v1.ErrorH\x00\x42\x08\n\x06result2\xea\x02\n\x0eMatcherService\x12L\n\tHashImage\x12\x1e.hashmatch.v1.HashImageRequest\x1a\x1f.hashmatch.v1.HashImageResponse\x12O\n\nMatchImage\x12\x1f.hashmatch.v1.MatchImageRequest\x1a .hashmatch.v1.MatchImageResponse\x12R\n\x0bMatchHashes\x12 .hashmatch.v1.MatchHashesRequest\x1a!.hashmatch.v1.MatchHashesResponse\x12\x65\n\x10MatchImageStream\x12%.hashmatch.v1.MatchImageStreamRequest\x1a&.hashmatch.v1.MatchImageStreamResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,21 +33,21 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hashmatch.v1.matcher_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_HASHIMAGEREQUEST']._serialized_start=71
-  _globals['_HASHIMAGEREQUEST']._serialized_end=149
-  _globals['_HASHIMAGERESPONSE']._serialized_start=151
-  _globals['_HASHIMAGERESPONSE']._serialized_end=246
-  _globals['_MATCHIMAGEREQUEST']._serialized_start=248
-  _globals['_MATCHIMAGEREQUEST']._serialized_end=347
-  _globals['_MATCHIMAGERESPONSE']._serialized_start=350
-  _globals['_MATCHIMAGERESPONSE']._serialized_end=484
-  _globals['_MATCHHASHESREQUEST']._serialized_start=486
-  _globals['_MATCHHASHESREQUEST']._serialized_end=562
-  _globals['_MATCHHASHESRESPONSE']._serialized_start=564
-  _globals['_MATCHHASHESRESPONSE']._serialized_end=623
-  _globals['_MATCHIMAGESTREAMREQUEST']._serialized_start=625
-  _globals['_MATCHIMAGESTREAMREQUEST']._serialized_end=720
-  _globals['_MATCHIMAGESTREAMRESPONSE']._serialized_start=723
-  _globals['_MATCHIMAGESTREAMRESPONSE']._serialized_end=871
-  _globals['_MATCHERSERVICE']._serialized_start=874
-  _globals['_MATCHERSERVICE']._serialized_end=1236
+  _globals['_HASHIMAGEREQUEST']._serialized_end=193
+  _globals['_HASHIMAGERESPONSE']._serialized_start=195
+  _globals['_HASHIMAGERESPONSE']._serialized_end=290
+  _globals['_MATCHIMAGEREQUEST']._serialized_start=292
+  _globals['_MATCHIMAGEREQUEST']._serialized_end=405
+  _globals['_MATCHIMAGERESPONSE']._serialized_start=408
+  _globals['_MATCHIMAGERESPONSE']._serialized_end=568
+  _globals['_MATCHHASHESREQUEST']._serialized_start=570
+  _globals['_MATCHHASHESREQUEST']._serialized_end=646
+  _globals['_MATCHHASHESRESPONSE']._serialized_start=648
+  _globals['_MATCHHASHESRESPONSE']._serialized_end=733
+  _globals['_MATCHIMAGESTREAMREQUEST']._serialized_start=735
+  _globals['_MATCHIMAGESTREAMREQUEST']._serialized_end=830
+  _globals['_MATCHIMAGESTREAMRESPONSE']._serialized_start=833
+  _globals['_MATCHIMAGESTREAMRESPONSE']._serialized_end=981
+  _globals['_MATCHERSERVICE']._serialized_start=984
+  _globals['_MATCHERSERVICE']._serialized_end=1346
 # @@protoc_insertion_point(module_scope)
