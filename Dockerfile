@@ -41,9 +41,10 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
 USER 10001:10001
 WORKDIR /data
 VOLUME /data
-EXPOSE 50051
+# gRPC, and Prometheus /metrics
+EXPOSE 50051 9464
 # grpc.health.v1.Health/Check on the overall service (""): healthy only when SERVING.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, sys, grpc; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; r = g.HealthStub(grpc.insecure_channel(os.environ.get('HASHMATCH_HEALTH_ADDR', '127.0.0.1:50051'))).Check(h.HealthCheckRequest(service=''), timeout=3); sys.exit(0 if r.status == h.HealthCheckResponse.SERVING else 1)"]
 ENTRYPOINT ["hashmatch", "serve"]
-CMD ["--listen", "0.0.0.0:50051", "--data-dir", "/data"]
+CMD ["--listen", "0.0.0.0:50051", "--data-dir", "/data", "--metrics", "0.0.0.0:9464"]

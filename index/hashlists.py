@@ -42,8 +42,7 @@ class HashLists:
         return self.store.list_lists()
 
     def entry_count(self, algorithm: Algorithm) -> int:
-        structure = self._hamming.get(algorithm) or self._digests[algorithm]
-        return len(structure)
+        return len(self._structure(algorithm))
 
     @property
     def generation(self) -> int:

@@ -13,6 +13,7 @@ from hashmatch.hashing import DEFAULT_MAX_PIXELS
 
 from .app import create_server
 from .config import ServerConfig
+from .observability import JsonFormatter
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -26,12 +27,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--grace", type=float, default=defaults.grace_seconds, help="seconds to drain on SIGTERM")
     parser.add_argument("--no-reflection", action="store_true", help="do not offer server reflection")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-format", choices=("json", "text"), default="json", help="json: one object a line")
+    parser.add_argument(
+        "--metrics", default="127.0.0.1:9464", metavar="HOST:PORT",
+        help="where to serve Prometheus /metrics (default: %(default)s; 'off' for none)",
+    )
     return parser.parse_args(argv)
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s %(fields)s", defaults={"fields": ""}))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, args.log_format)
     config = ServerConfig(
         data_dir=args.data_dir,
         max_message_bytes=args.max_message_bytes,
@@ -39,12 +54,16 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         reflection=not args.no_reflection,
         grace_seconds=args.grace,
+        metrics_address=None if args.metrics == "off" else args.metrics,
     )
     server, port = create_server(args.listen, config)
     server.start()
     host = args.listen.rsplit(":", 1)[0]
     # Tests and scripts read the port from this line.
     print(f"hashmatch listening on {host}:{port} (data in {config.data_dir})", flush=True)
+    if server.metrics_port is not None:
+        metrics_host = config.metrics_address.rpartition(":")[0] or "127.0.0.1"
+        print(f"hashmatch metrics on http://{metrics_host}:{server.metrics_port}/metrics", flush=True)
 
     stopping = threading.Event()
 

@@ -6,6 +6,7 @@ import logging
 from concurrent import futures
 
 import grpc
+from prometheus_client import start_http_server
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -15,6 +16,7 @@ from hashmatch.v1 import lists_pb2, lists_pb2_grpc, matcher_pb2, matcher_pb2_grp
 from .config import ServerConfig
 from .lists import ListsServicer
 from .matcher import MatcherServicer
+from .observability import Metrics, RequestObserver
 
 log = logging.getLogger("hashmatch.server")
 
@@ -27,12 +29,27 @@ SERVICE_NAMES = (
 class HashmatchServer:
     """A grpc.Server together with what it serves from; stop() also closes the store."""
 
-    def __init__(self, grpc_server: grpc.Server, lists: HashLists, health_servicer: health.HealthServicer) -> None:
+    def __init__(
+        self,
+        grpc_server: grpc.Server,
+        lists: HashLists,
+        health_servicer: health.HealthServicer,
+        metrics: Metrics,
+        config: ServerConfig,
+    ) -> None:
         self.grpc_server = grpc_server
         self.lists = lists
         self.health = health_servicer
+        self.metrics = metrics
+        self.config = config
+        self._metrics_http = None
+        self.metrics_port: int | None = None
 
     def start(self) -> None:
+        if self.config.metrics_address:
+            host, _, port = self.config.metrics_address.rpartition(":")
+            self._metrics_http, _thread = start_http_server(int(port), host or "127.0.0.1", registry=self.metrics.registry)
+            self.metrics_port = self._metrics_http.server_port
         self.grpc_server.start()
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -41,6 +58,9 @@ class HashmatchServer:
         # Tell load balancers first, so no new work arrives while in-flight requests finish.
         self.health.enter_graceful_shutdown()
         self.grpc_server.stop(grace).wait()
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()
+            self._metrics_http.server_close()
         self.lists.close()
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:
@@ -55,7 +75,12 @@ def create_server(address: str, config: ServerConfig) -> tuple[HashmatchServer, 
         ("grpc.max_send_message_length", config.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
-    grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.threads), options=options)
+    metrics = Metrics(lists)
+    # The observer is outermost, so refusals by inner interceptors are counted and logged too.
+    interceptors: list[grpc.ServerInterceptor] = [RequestObserver(metrics)]
+    grpc_server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.threads), options=options, interceptors=interceptors
+    )
     matcher_pb2_grpc.add_MatcherServiceServicer_to_server(MatcherServicer(lists, config), grpc_server)
     lists_pb2_grpc.add_ListsServiceServicer_to_server(ListsServicer(lists), grpc_server)
     health_servicer = health.HealthServicer()
@@ -70,4 +95,4 @@ def create_server(address: str, config: ServerConfig) -> tuple[HashmatchServer, 
     if port == 0:
         lists.close()
         raise OSError(f"could not bind {address}")
-    return HashmatchServer(grpc_server, lists, health_servicer), port
+    return HashmatchServer(grpc_server, lists, health_servicer, metrics, config), port

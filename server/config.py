@@ -23,6 +23,8 @@ class ServerConfig:
     reflection: bool = True
     # Seconds in-flight requests get to finish on SIGTERM.
     grace_seconds: float = 10.0
+    # host:port of the Prometheus /metrics endpoint (port 0: any free port); None: no endpoint.
+    metrics_address: str | None = None
 
     @property
     def database_path(self) -> Path:

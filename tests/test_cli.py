@@ -453,7 +453,7 @@ def test_cli_as_a_subprocess(server: Any, images: dict[str, Path], tmp_path: Pat
 def test_serve_execs_the_server_passing_every_argument(tmp_path: Path) -> None:
     data_dir = tmp_path / "served"
     proc = subprocess.Popen(
-        [*cli_command(), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), "--log-level", "WARNING"],
+        [*cli_command(), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), "--log-level", "WARNING", "--metrics", "off"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:

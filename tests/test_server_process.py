@@ -16,7 +16,8 @@ from hashmatch.v1 import lists_pb2, lists_pb2_grpc
 
 def start(data_dir: Path) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hashmatch.server", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "hashmatch.server", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir),
+         "--metrics", "off"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -1,0 +1,208 @@
+"""What operators watch: Prometheus metrics and one structured log line per request.
+
+Both come from one interceptor that sees each request and response, so the servicers stay free of
+bookkeeping. Never recorded: image bytes, hash values, API keys.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Any, Callable, Iterator
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+from hashmatch.hashing import Algorithm
+from hashmatch.index import HashLists
+from hashmatch.v1 import hashes_pb2
+
+log = logging.getLogger("hashmatch.requests")
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BYTES_BUCKETS = tuple(2**k for k in range(10, 27, 2))  # 1 KiB .. 64 MiB
+_PIXEL_BUCKETS = tuple(10**k for k in range(3, 9))  # 1 kpx .. 100 Mpx
+_ALGORITHM_NAMES = {hashes_pb2.Algorithm.Value(f"ALGORITHM_{a.name}"): a.value for a in Algorithm}
+
+
+class Metrics:
+    """The service's metrics, in a registry of their own (several servers can share a process)."""
+
+    def __init__(self, lists: HashLists) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("hashmatch_requests", "RPCs handled", ["method", "code"], registry=r)
+        self.latency = Histogram(
+            "hashmatch_request_seconds", "RPC latency", ["method"], buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.image_bytes = Histogram("hashmatch_image_bytes", "Uploaded image sizes", buckets=_BYTES_BUCKETS, registry=r)
+        self.image_pixels = Histogram(
+            "hashmatch_image_pixels", "Decoded image sizes", buckets=_PIXEL_BUCKETS, registry=r
+        )
+        self.matched_requests = Counter(
+            "hashmatch_match_requests", "Match requests answered, by whether anything matched", ["matched"],
+            registry=r,
+        )
+        self.matches = Counter(
+            "hashmatch_matches", "Matches returned, by list and algorithm", ["list", "algorithm"], registry=r
+        )
+        self.entries_added = Counter("hashmatch_entries_added", "Entries added by uploads", registry=r)
+        self.entries_removed = Counter("hashmatch_entries_removed", "Entries removed", registry=r)
+        self.loads = Counter("hashmatch_uploads", "Uploads committed", registry=r)
+        r.register(_IndexCollector(lists))
+
+    def observe_rpc(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
+        self.requests.labels(method, code.name).inc()
+        self.latency.labels(method).observe(seconds)
+
+    def observe_result(self, method: str, request: Any, response: Any) -> None:
+        """What a successful response says: image sizes, matches, list changes."""
+        image = getattr(request, "image", None)
+        if isinstance(image, bytes) and image:
+            self.image_bytes.observe(len(image))
+        info = getattr(response, "image", None)
+        if info is not None and info.width:
+            self.image_pixels.observe(info.width * info.height)
+        matches = getattr(response, "matches", None)
+        if matches is not None:
+            self.matched_requests.labels("true" if len(matches) else "false").inc()
+            for m in matches:
+                self.matches.labels(m.list_name, _ALGORITHM_NAMES.get(m.algorithm, "unknown")).inc()
+        if method.endswith("/UploadHashes"):
+            self.loads.inc()
+            self.entries_added.inc(response.added)
+        elif method.endswith("/RemoveHashes"):
+            self.entries_removed.inc(response.removed)
+        elif method.endswith("/DeleteList"):
+            self.entries_removed.inc(response.entries_removed)
+
+
+class _IndexCollector:
+    """Read at scrape time, so the numbers are never stale."""
+
+    def __init__(self, lists: HashLists) -> None:
+        self._lists = lists
+        self._started = time.time()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        entries = GaugeMetricFamily("hashmatch_index_entries", "Entries searchable, by algorithm", labels=["algorithm"])
+        for algorithm in Algorithm:
+            entries.add_metric([algorithm.value], self._lists.entry_count(algorithm))
+        yield entries
+        yield GaugeMetricFamily("hashmatch_index_generation", "Generation of the lists served", value=self._lists.generation)
+        changed = getattr(self._lists, "last_change_time", None) or self._started
+        yield GaugeMetricFamily(
+            "hashmatch_index_age_seconds", "Seconds since the index last changed or was loaded",
+            value=time.time() - changed,
+        )
+
+
+class RequestObserver(grpc.ServerInterceptor):
+    """Times every RPC, records its metrics and logs one line for it."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def intercept_service(self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails):
+        handler = continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(("/grpc.health", "/grpc.reflection")):
+            return handler
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        request_id = str(metadata.get("x-request-id", ""))[:128] or uuid.uuid4().hex[:16]
+        if handler.unary_unary:
+            return handler._replace(unary_unary=self._unary(method, request_id, handler.unary_unary))
+        if handler.stream_unary:
+            return handler._replace(stream_unary=self._unary(method, request_id, handler.stream_unary))
+        if handler.unary_stream:
+            return handler._replace(unary_stream=self._streaming(method, request_id, handler.unary_stream))
+        return handler._replace(stream_stream=self._streaming(method, request_id, handler.stream_stream))
+
+    def _unary(self, method: str, request_id: str, behavior: Callable) -> Callable:
+        def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
+            start = time.perf_counter()
+            response = None
+            try:
+                response = behavior(request, context)
+            except BaseException:
+                self._done(method, request_id, context, start, request, None, failed=True)
+                raise
+            self._done(method, request_id, context, start, request, response)
+            return response
+
+        return wrapper
+
+    def _streaming(self, method: str, request_id: str, behavior: Callable) -> Callable:
+        def wrapper(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            start = time.perf_counter()
+            count = 0
+            failed = True
+            try:
+                for response in behavior(request, context):
+                    count += 1
+                    if method.endswith("/MatchImageStream") and response.HasField("response"):
+                        self._metrics.observe_result(method, None, response.response)
+                    yield response
+                failed = False
+            finally:
+                self._done(method, request_id, context, start, None, None, failed=failed, responses=count)
+
+        return wrapper
+
+    def _done(
+        self,
+        method: str,
+        request_id: str,
+        context: grpc.ServicerContext,
+        start: float,
+        request: Any,
+        response: Any,
+        failed: bool = False,
+        **extra: Any,
+    ) -> None:
+        seconds = time.perf_counter() - start
+        code = _code_of(context, failed)
+        self._metrics.observe_rpc(method, code, seconds)
+        if code is grpc.StatusCode.OK and response is not None:
+            self._metrics.observe_result(method, request, response)
+        fields: dict[str, Any] = {
+            "method": method,
+            "code": code.name,
+            "duration_ms": round(seconds * 1000, 3),
+            "request_id": request_id,
+            **extra,
+        }
+        matches = getattr(response, "matches", None)
+        if matches is not None:
+            fields["matches"] = len(matches)
+            fields["lists_matched"] = len({m.list_name for m in matches})
+        log.info("request", extra={"fields": fields})
+
+
+def _code_of(context: grpc.ServicerContext, failed: bool) -> grpc.StatusCode:
+    code = context.code() if hasattr(context, "code") else None
+    if isinstance(code, grpc.StatusCode):
+        return code
+    # An exception that escaped without a status reaches the client as UNKNOWN.
+    return grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message, and a record's ``fields``."""
+
+    converter = time.gmtime
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        line.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
