@@ -26,6 +26,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=defaults.threads)
     parser.add_argument("--grace", type=float, default=defaults.grace_seconds, help="seconds to drain on SIGTERM")
     parser.add_argument("--no-reflection", action="store_true", help="do not offer server reflection")
+    parser.add_argument(
+        "--selftest-interval", type=float, default=defaults.selftest_interval_seconds, metavar="SECONDS",
+        help="seconds between known-answer self-tests after the one at start-up (0: only at start-up)",
+    )
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--log-format", choices=("json", "text"), default="json", help="json: one object a line")
     parser.add_argument(
@@ -55,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         reflection=not args.no_reflection,
         grace_seconds=args.grace,
         metrics_address=None if args.metrics == "off" else args.metrics,
+        selftest_interval_seconds=args.selftest_interval,
     )
     server, port = create_server(args.listen, config)
     server.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent import futures
 
 import grpc
@@ -17,6 +18,8 @@ from .config import ServerConfig
 from .lists import ListsServicer
 from .matcher import MatcherServicer
 from .observability import Metrics, RequestObserver
+from .selftest import DATA_DIR as SELFTEST_DATA
+from .selftest import SelfTester, SelfTestResult
 
 log = logging.getLogger("hashmatch.server")
 
@@ -44,6 +47,11 @@ class HashmatchServer:
         self.config = config
         self._metrics_http = None
         self.metrics_port: int | None = None
+        self._health_lock = threading.Lock()
+        self._draining = False
+        self.selftest = SelfTester(
+            config.selftest_interval_seconds, self._on_selftest, config.selftest_data_dir or SELFTEST_DATA
+        )
 
     def start(self) -> None:
         if self.config.metrics_address:
@@ -51,11 +59,27 @@ class HashmatchServer:
             self._metrics_http, _thread = start_http_server(int(port), host or "127.0.0.1", registry=self.metrics.registry)
             self.metrics_port = self._metrics_http.server_port
         self.grpc_server.start()
-        for name in ("", *SERVICE_NAMES):
-            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        # The self-test's first run decides whether this server is ready; later runs can take it out.
+        if self.config.selftest:
+            self.selftest.start()
+        else:
+            self._on_selftest(SelfTestResult(True, (), 0.0))
+
+    def _on_selftest(self, result: SelfTestResult) -> None:
+        self.metrics.selftest_ok.set(1 if result.ok else 0)
+        self.metrics.selftest_time.set(result.finished)
+        status = health_pb2.HealthCheckResponse.SERVING if result.ok else health_pb2.HealthCheckResponse.NOT_SERVING
+        with self._health_lock:
+            if self._draining:
+                return
+            for name in ("", *SERVICE_NAMES):
+                self.health.set(name, status)
 
     def stop(self, grace: float | None) -> None:
         # Tell load balancers first, so no new work arrives while in-flight requests finish.
+        with self._health_lock:
+            self._draining = True
+        self.selftest.stop()
         self.health.enter_graceful_shutdown()
         self.grpc_server.stop(grace).wait()
         if self._metrics_http is not None:

@@ -25,6 +25,12 @@ class ServerConfig:
     grace_seconds: float = 10.0
     # host:port of the Prometheus /metrics endpoint (port 0: any free port); None: no endpoint.
     metrics_address: str | None = None
+    # Run the known-answer self-test at start-up (and then every interval); health waits for it.
+    selftest: bool = True
+    # Seconds between known-answer self-tests after the one at start-up (0: only at start-up).
+    selftest_interval_seconds: float = 300.0
+    # Folder of the self-test's images and expected.json (None: the ones shipped in the package).
+    selftest_data_dir: Path | None = None
 
     @property
     def database_path(self) -> Path:

@@ -13,7 +13,7 @@ import uuid
 from typing import Any, Callable, Iterator
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 from hashmatch.hashing import Algorithm
@@ -52,6 +52,12 @@ class Metrics:
         self.entries_added = Counter("hashmatch_entries_added", "Entries added by uploads", registry=r)
         self.entries_removed = Counter("hashmatch_entries_removed", "Entries removed", registry=r)
         self.loads = Counter("hashmatch_uploads", "Uploads committed", registry=r)
+        self.selftest_ok = Gauge(
+            "hashmatch_selftest_ok", "1 when the last known-answer self-test passed, else 0", registry=r
+        )
+        self.selftest_time = Gauge(
+            "hashmatch_selftest_last_run_timestamp_seconds", "When the last self-test finished", registry=r
+        )
         r.register(_IndexCollector(lists))
 
     def observe_rpc(self, method: str, code: grpc.StatusCode, seconds: float) -> None:

@@ -35,6 +35,8 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
     started: list[RunningServer] = []
 
     def start(data_dir: Path | None = None, **overrides: Any) -> RunningServer:
+        # The known-answer self-test has tests of its own; skipping it keeps each server start fast.
+        overrides.setdefault("selftest", False)
         config = replace(ServerConfig(data_dir=data_dir or tmp_path / f"data{len(started)}"), **overrides)
         srv, port = create_server("127.0.0.1:0", config)
         srv.start()

@@ -76,3 +76,36 @@ def test_one_json_log_line_per_request_without_image_or_hash(server, caplog) -> 
     for h in reply.hashes:
         assert h.value not in line
     assert not re.search(r"[0-9a-f]{32}", line)
+
+
+def test_selftest_passes_and_a_changed_hash_turns_health_not_serving(server_factory, tmp_path, caplog) -> None:
+    import shutil
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from hashmatch.server.selftest import DATA_DIR, run_selftest
+
+    good = run_selftest()
+    assert good.ok, good.problems
+    srv = server_factory(metrics_address="127.0.0.1:0", selftest=True)
+    with grpc.insecure_channel(srv.address) as channel:
+        status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest()).status
+        assert status == health_pb2.HealthCheckResponse.SERVING
+    assert scrape(srv.server.metrics_port)["hashmatch_selftest_ok"] == 1
+
+    # A known answer that no longer holds (as after an upgrade that changes a hash).
+    tampered = tmp_path / "selftest"
+    shutil.copytree(DATA_DIR, tampered)
+    expected = json.loads((tampered / "expected.json").read_text())
+    first = sorted(expected)[0]
+    expected[first]["phash"] = "0" * 16
+    (tampered / "expected.json").write_text(json.dumps(expected))
+    caplog.set_level(logging.ERROR, logger="hashmatch.selftest")
+    bad = server_factory(metrics_address="127.0.0.1:0", selftest=True, selftest_data_dir=tampered)
+    with grpc.insecure_channel(bad.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "hashmatch.v1.MatcherService"):
+            status = health.Check(health_pb2.HealthCheckRequest(service=service)).status
+            assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert scrape(bad.server.metrics_port)["hashmatch_selftest_ok"] == 0
+    assert any(f"{first}: PHASH is" in r.getMessage() for r in caplog.records)
