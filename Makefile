@@ -52,7 +52,7 @@ venv: $(VENV)/.stamp-dev
 # ---- The two everyday commands ---------------------------------------------------------
 
 serve: $(VENV)/.stamp-server
-	mkdir -p $(DATA_DIR)
+	mkdir -p -m 700 $(DATA_DIR)
 	exec $(BIN)/hashmatch serve --listen $(LISTEN) --data-dir $(DATA_DIR)
 
 test: $(VENV)/.stamp-dev buf-optional

@@ -6,15 +6,17 @@ Same methods, arguments and results as :class:`hashmatch.client.Client`, as coro
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from types import TracebackType
 from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import grpc
 import grpc.aio
 
-from hashmatch.client import convert
+from hashmatch.client import convert, keys
 from hashmatch.client.config import DEFAULT_ADDRESS, DEFAULT_TIMEOUT, USE_CLIENT_DEFAULT, ClientConfig, Timeout
 from hashmatch.client.convert import HashLike, ImageSource
+from hashmatch.client.credentials import PemSource
 from hashmatch.client.errors import from_rpc_error
 from hashmatch.client.models import (
     HashEntry,
@@ -26,7 +28,7 @@ from hashmatch.client.models import (
     UploadResult,
 )
 from hashmatch.hashing.algorithms import Algorithm
-from hashmatch.v1 import lists_pb2, lists_pb2_grpc, matcher_pb2, matcher_pb2_grpc
+from hashmatch.v1 import keys_pb2, keys_pb2_grpc, lists_pb2, lists_pb2_grpc, matcher_pb2, matcher_pb2_grpc
 
 T = TypeVar("T")
 
@@ -72,19 +74,35 @@ class AsyncClient(ClientConfig):
         *,
         timeout: float | None = DEFAULT_TIMEOUT,
         options: Sequence[tuple[str, Any]] = (),
+        api_key: str | None = None,
+        tls: bool | None = None,
+        tls_ca: PemSource | None = None,
+        tls_cert: PemSource | None = None,
+        tls_key: PemSource | None = None,
+        rate_limit_retries: int = 3,
     ) -> None:
-        super().__init__(address, timeout=timeout, options=options)
+        super().__init__(
+            address, timeout=timeout, options=options, api_key=api_key, tls=tls, tls_ca=tls_ca,
+            tls_cert=tls_cert, tls_key=tls_key, rate_limit_retries=rate_limit_retries,
+        )
         self._channel: grpc.aio.Channel | None = None
         self._matcher_stub: matcher_pb2_grpc.MatcherServiceStub | None = None
         self._lists_stub: lists_pb2_grpc.ListsServiceStub | None = None
+        self._keys_stub: keys_pb2_grpc.KeysServiceStub | None = None
 
     # -- lifecycle --
 
     def _open(self) -> None:
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self.address, options=self.channel_options())
+            credentials = self.channel_credentials()
+            self._channel = (
+                grpc.aio.secure_channel(self.address, credentials, options=self.channel_options())
+                if credentials is not None
+                else grpc.aio.insecure_channel(self.address, options=self.channel_options())
+            )
             self._matcher_stub = matcher_pb2_grpc.MatcherServiceStub(self._channel)
             self._lists_stub = lists_pb2_grpc.ListsServiceStub(self._channel)
+            self._keys_stub = keys_pb2_grpc.KeysServiceStub(self._channel)
 
     @property
     def _matcher(self) -> matcher_pb2_grpc.MatcherServiceStub:
@@ -98,10 +116,16 @@ class AsyncClient(ClientConfig):
         assert self._lists_stub is not None
         return self._lists_stub
 
+    @property
+    def _keys(self) -> keys_pb2_grpc.KeysServiceStub:
+        self._open()
+        assert self._keys_stub is not None
+        return self._keys_stub
+
     async def close(self) -> None:
         if self._channel is not None:
             channel, self._channel = self._channel, None
-            self._matcher_stub = self._lists_stub = None
+            self._matcher_stub = self._lists_stub = self._keys_stub = None
             await channel.close(None)  # no grace: calls still running are cancelled
 
     async def __aenter__(self) -> "AsyncClient":
@@ -114,10 +138,17 @@ class AsyncClient(ClientConfig):
         await self.close()
 
     async def _call(self, method: Callable[..., Awaitable[T]], request: Any, timeout: Timeout) -> T:
-        try:
-            return await method(request, timeout=self.deadline(timeout))
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
+        deadline_at = self.deadline_at(self.deadline(timeout))
+        attempt = 0
+        while True:
+            try:
+                return await method(request, timeout=self.remaining(deadline_at), metadata=self.call_metadata())
+            except grpc.RpcError as error:
+                delay = self.rate_limit_delay(error, attempt, deadline_at)
+                if delay is None:
+                    raise from_rpc_error(error) from None
+            await asyncio.sleep(delay)
+            attempt += 1
 
     # -- MatcherService --
 
@@ -126,11 +157,11 @@ class AsyncClient(ClientConfig):
         image: ImageSource,
         algorithms: Sequence[Algorithm | str] | None = None,
         *,
+        include_orientations: bool = False,
+        fast: bool = False,
         timeout: Timeout = USE_CLIENT_DEFAULT,
     ) -> HashImageResult:
-        request = matcher_pb2.HashImageRequest(
-            image=convert.read_image(image), algorithms=convert.algorithms_to_proto(algorithms)
-        )
+        request = convert.hash_image_request(image, algorithms, include_orientations, fast)
         return convert.hash_image_result(await self._call(self._matcher.HashImage, request, timeout))
 
     async def match_image(
@@ -139,9 +170,10 @@ class AsyncClient(ClientConfig):
         lists: Sequence[str] | None = None,
         algorithms: Sequence[Algorithm | str] | None = None,
         *,
+        fast: bool = False,
         timeout: Timeout = USE_CLIENT_DEFAULT,
     ) -> MatchImageResult:
-        request = convert.match_image_request(image, lists, algorithms)
+        request = convert.match_image_request(image, lists, algorithms, fast)
         return convert.match_image_result(await self._call(self._matcher.MatchImage, request, timeout))
 
     async def match_hashes(
@@ -162,16 +194,19 @@ class AsyncClient(ClientConfig):
         lists: Sequence[str] | None = None,
         algorithms: Sequence[Algorithm | str] | None = None,
         *,
+        fast: bool = False,
         timeout: Timeout = USE_CLIENT_DEFAULT,
     ) -> AsyncIterator[StreamResult]:
         """``async for r in c.match_image_stream(images): ...`` -- see Client.match_image_stream."""
 
         async def requests() -> AsyncIterator[matcher_pb2.MatchImageStreamRequest]:
             async for request_id, image in _aiter(images):
-                yield convert.stream_request(request_id, image, lists, algorithms)
+                yield convert.stream_request(request_id, image, lists, algorithms, fast)
 
         errors = _RequestErrors()
-        call = self._matcher.MatchImageStream(errors.capture(requests()), timeout=self.deadline(timeout))
+        call = self._matcher.MatchImageStream(
+            errors.capture(requests()), timeout=self.deadline(timeout), metadata=self.call_metadata()
+        )
         try:
             async for response in call:
                 yield convert.stream_result(response)
@@ -196,9 +231,10 @@ class AsyncClient(ClientConfig):
         description: str = "",
         thresholds: Mapping[Algorithm | str, int] | None = None,
         enabled: bool = True,
+        match_orientations: bool = True,
         timeout: Timeout = USE_CLIENT_DEFAULT,
     ) -> HashList:
-        request = convert.create_list_request(name, description, thresholds, enabled)
+        request = convert.create_list_request(name, description, thresholds, enabled, match_orientations)
         return convert.hash_list((await self._call(self._lists.CreateList, request, timeout)).list)
 
     async def get_list(self, name: str, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> HashList:
@@ -216,9 +252,10 @@ class AsyncClient(ClientConfig):
         description: str | None = None,
         thresholds: Mapping[Algorithm | str, int] | None = None,
         enabled: bool | None = None,
+        match_orientations: bool | None = None,
         timeout: Timeout = USE_CLIENT_DEFAULT,
     ) -> HashList:
-        request = convert.update_list_request(name, description, thresholds, enabled)
+        request = convert.update_list_request(name, description, thresholds, enabled, match_orientations)
         return convert.hash_list((await self._call(self._lists.UpdateList, request, timeout)).list)
 
     async def delete_list(self, name: str, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> int:
@@ -245,7 +282,9 @@ class AsyncClient(ClientConfig):
 
         errors = _RequestErrors()
         try:
-            response = await self._lists.UploadHashes(errors.capture(requests()), timeout=self.deadline(timeout))
+            response = await self._lists.UploadHashes(
+                errors.capture(requests()), timeout=self.deadline(timeout), metadata=self.call_metadata()
+            )
         except grpc.RpcError as error:
             if errors.error is not None:
                 raise errors.error from None
@@ -266,3 +305,42 @@ class AsyncClient(ClientConfig):
     ) -> int:
         request = convert.remove_hashes_request(list_name, entry_ids, hashes)
         return (await self._call(self._lists.RemoveHashes, request, timeout)).removed
+
+    async def export_hashes(self, list_name: str, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> AsyncIterator[HashEntry]:
+        """``async for entry in c.export_hashes(name)`` -- see Client.export_hashes."""
+        call = self._lists.ExportHashes(
+            lists_pb2.ExportHashesRequest(list_name=list_name),
+            timeout=self.deadline(timeout),
+            metadata=self.call_metadata(),
+        )
+        try:
+            async for response in call:
+                for entry in response.entries:
+                    yield keys.exported_entry(entry)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        finally:
+            call.cancel()
+
+    # -- KeysService (admin role) --
+
+    async def create_key(
+        self,
+        name: str,
+        roles: Iterable[str],
+        *,
+        expires: datetime | None = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> keys.CreatedKey:
+        response = await self._call(self._keys.CreateKey, keys.create_key_request(name, roles, expires), timeout)
+        return keys.CreatedKey(keys.api_key(response.key), response.secret)
+
+    async def list_keys(
+        self, *, include_revoked: bool = False, timeout: Timeout = USE_CLIENT_DEFAULT
+    ) -> tuple[keys.ApiKey, ...]:
+        request = keys_pb2.ListKeysRequest(include_revoked=include_revoked)
+        return tuple(keys.api_key(k) for k in (await self._call(self._keys.ListKeys, request, timeout)).keys)
+
+    async def revoke_key(self, key: str, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> keys.ApiKey:
+        response = await self._call(self._keys.RevokeKey, keys_pb2.RevokeKeyRequest(key=key), timeout)
+        return keys.api_key(response.key)

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator, NoReturn, Sequence, TextIO
 
-from hashmatch.client import output
+from hashmatch.client import cli_security, output
 from hashmatch.client.config import DEFAULT_ADDRESS, DEFAULT_TIMEOUT
 from hashmatch.client.errors import HashmatchError, InvalidArgument, ResourceExhausted
 from hashmatch.client.hashfiles import FORMATS, HashFileError, HashFileReader, detect_format
@@ -27,7 +27,8 @@ from hashmatch.hashing.algorithms import Algorithm
 PROG = "hashmatch"
 SERVER_ENV = "HASHMATCH_SERVER"
 # Global options that take a value, for finding where the command starts (see _serve_args).
-_VALUE_OPTIONS = ("--server", "--timeout")
+_VALUE_OPTIONS = ("--server", "--timeout", *cli_security.VALUE_OPTIONS)
+_FLAG_OPTIONS = ("--json", *cli_security.FLAG_OPTIONS)
 
 
 class UsageError(Exception):
@@ -108,6 +109,7 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         "--json", action="store_true", default=argparse.SUPPRESS if suppress else False,
         help="print one JSON document on stdout instead of tables",
     )
+    cli_security.add_global_options(group, default)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,11 +130,20 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", help="run the server (python -m hashmatch.server); every argument is passed on",
         add_help=False,
     )
+    commands.add_parser(
+        "eval", help="measure detection quality on a folder of images (python -m hashmatch.evaluate; "
+                     "needs hashmatch[eval]); every argument is passed on",
+        add_help=False,
+    )
 
     sub = command(commands, "hash", cmd_hash, "hash image files")
     sub.add_argument("files", nargs="+", metavar="FILE")
     sub.add_argument("--algorithm", "-a", dest="algorithms", action="extend", type=algorithms_arg,
                      metavar="ALG", help="algorithm to compute (repeatable; default: pdq, phash, md5, sha256)")
+    sub.add_argument("--orientations", action="store_true",
+                     help="also the PDQ and pHash hashes of the 7 other rotations and mirror images")
+    sub.add_argument("--fast", action="store_true",
+                     help="decode JPEGs at reduced scale: faster, a few bits from the exact hashes")
 
     sub = command(commands, "match", cmd_match, "match image files against the hash lists")
     sub.add_argument("files", nargs="+", metavar="FILE")
@@ -140,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="list to match against (repeatable; default: every enabled list)")
     sub.add_argument("--algorithm", "-a", dest="algorithms", action="extend", type=algorithms_arg,
                      metavar="ALG", help="algorithm to match with (repeatable; default: pdq, phash, md5, sha256)")
+    sub.add_argument("--fast", action="store_true",
+                     help="decode JPEGs at reduced scale: faster, a few bits from the exact hashes")
 
     lists = command(commands, "lists", cmd_lists_help, "manage hash lists")
     lists_commands = lists.add_subparsers(dest="lists_command", metavar="COMMAND")
@@ -150,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--threshold", dest="thresholds", action="append", type=threshold_arg, default=[],
                      metavar="ALG=N", help="match distance limit for an algorithm (repeatable)")
     sub.add_argument("--disabled", action="store_true", help="create the list disabled (never matches)")
+    sub.add_argument("--no-orientations", dest="match_orientations", action="store_false",
+                     help="match only pictures as listed, not their rotations and mirror images")
 
     command(lists_commands, "ls", cmd_lists_ls, "show every list")
 
@@ -164,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     state = sub.add_mutually_exclusive_group()
     state.add_argument("--enable", dest="enabled", action="store_const", const=True, default=None)
     state.add_argument("--disable", dest="enabled", action="store_const", const=False)
+    turns = sub.add_mutually_exclusive_group()
+    turns.add_argument("--orientations", dest="match_orientations", action="store_const", const=True, default=None,
+                       help="match rotations and mirror images of listed pictures too")
+    turns.add_argument("--no-orientations", dest="match_orientations", action="store_const", const=False,
+                       help="match only pictures as listed")
 
     sub = command(lists_commands, "rm", cmd_lists_rm, "delete a list and all its entries")
     sub.add_argument("name", metavar="NAME")
@@ -186,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="entry id to remove (repeatable)")
     sub.add_argument("--hash", dest="hashes", action="append", type=hash_arg, default=[], metavar="ALG:HEX",
                      help="hash to remove (repeatable)")
+    cli_security.add_export_command(lists_commands, command)
+    cli_security.add_keys_commands(commands, command)
     return parser
 
 
@@ -210,8 +232,8 @@ class Console:
         print(f"{PROG}: {message}", file=self.stderr)
 
 
-def _serve_args(argv: Sequence[str]) -> list[str] | None:
-    """The arguments after ``serve`` when that is the command, else None.
+def _serve_args(argv: Sequence[str], command: str = "serve") -> list[str] | None:
+    """The arguments after ``serve`` (or ``command``) when that is the command, else None.
 
     Found before argparse runs so the server's own flags (--listen, --help, ...) pass
     through untouched, wherever they are.
@@ -221,10 +243,10 @@ def _serve_args(argv: Sequence[str]) -> list[str] | None:
         token = argv[i]
         if token in _VALUE_OPTIONS:
             i += 2
-        elif token == "--json" or token.startswith(tuple(f"{opt}=" for opt in _VALUE_OPTIONS)):
+        elif token in _FLAG_OPTIONS or token.startswith(tuple(f"{opt}=" for opt in _VALUE_OPTIONS)):
             i += 1
         else:
-            return list(argv[i + 1:]) if token == "serve" else None
+            return list(argv[i + 1:]) if token == command else None
     return None
 
 
@@ -234,11 +256,23 @@ def serve(args: list[str]) -> NoReturn:
     os.execv(sys.executable, [sys.executable, "-m", "hashmatch.server", *args])
 
 
+def evaluate(argv: Sequence[str], args: list[str]) -> NoReturn:
+    # Like serve: the evaluation needs Pillow, numpy, the index and matplotlib, which the thin
+    # client must not import. A global --server given before `eval` is passed on to it.
+    server = [t for t in argv[: len(argv) - len(args)] if t.startswith("--server=")]
+    if "--server" in argv[: len(argv) - len(args)]:
+        server = ["--server", argv[argv.index("--server") + 1]]
+    os.execv(sys.executable, [sys.executable, "-m", "hashmatch.evaluate", *args, *server])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     serve_args = _serve_args(argv)
     if serve_args is not None:
         serve(serve_args)
+    eval_args = _serve_args(argv, "eval")
+    if eval_args is not None:
+        evaluate(argv, eval_args)
 
     parser = build_parser()
     try:
@@ -250,7 +284,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     address = args.server or os.environ.get(SERVER_ENV) or DEFAULT_ADDRESS
     try:
         client_timeout = args.timeout if args.timeout is not None else DEFAULT_TIMEOUT
-        with Client(address, timeout=client_timeout) as client:
+        try:
+            connection = cli_security.client_options(args)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        with Client(address, timeout=client_timeout, **connection) as client:
             return args.handler(args, client, console)
     except UsageError as exc:
         try:
@@ -317,25 +355,32 @@ def _file_error(exc: HashmatchError | OSError) -> dict[str, Any]:
 
 
 def cmd_hash(args: argparse.Namespace, client: Client, console: Console) -> int:
-    results = list(_per_file(console, args.files, lambda f: client.hash_image(f, args.algorithms)))
+    results = list(_per_file(
+        console, args.files,
+        lambda f: client.hash_image(f, args.algorithms, include_orientations=args.orientations, fast=args.fast),
+    ))
     if console.json:
         console.print(output.dumps([
             {"file": name, **output.jsonable(result)} if error is None else {"file": name, "error": _file_error(error)}
             for name, result, error in results
         ]))
     else:
+        headers = ("FILE", "ALGORITHM", "HASH", "QUALITY") + (("ORIENTATION",) if args.orientations else ())
         rows = [
             (name, h.algorithm.value, h.value, "-" if h.quality is None else h.quality)
+            + ((h.orientation.value,) if args.orientations else ())
             for name, result, error in results if error is None
             for h in result.hashes
         ]
         if rows:
-            console.print(output.table(("FILE", "ALGORITHM", "HASH", "QUALITY"), rows))
+            console.print(output.table(headers, rows))
     return 1 if any(error is not None for _, _, error in results) else 0
 
 
 def cmd_match(args: argparse.Namespace, client: Client, console: Console) -> int:
-    results = list(_per_file(console, args.files, lambda f: client.match_image(f, args.lists, args.algorithms)))
+    results = list(_per_file(
+        console, args.files, lambda f: client.match_image(f, args.lists, args.algorithms, fast=args.fast)
+    ))
     if console.json:
         console.print(output.dumps([
             {"file": name, **output.jsonable(result)} if error is None else {"file": name, "error": _file_error(error)}
@@ -343,13 +388,14 @@ def cmd_match(args: argparse.Namespace, client: Client, console: Console) -> int
         ]))
     else:
         rows = [
-            (name, m.list_name, m.entry_id, m.label or "-", m.algorithm.value, m.distance, m.threshold)
+            (name, m.list_name, m.entry_id, m.label or "-", m.algorithm.value, m.distance, m.threshold,
+             m.orientation.value)
             for name, result, error in results if error is None
             for m in result.matches
         ]
         if rows:
             console.print(output.table(
-                ("FILE", "LIST", "ENTRY ID", "LABEL", "ALGORITHM", "DISTANCE", "THRESHOLD"), rows
+                ("FILE", "LIST", "ENTRY ID", "LABEL", "ALGORITHM", "DISTANCE", "THRESHOLD", "ORIENTATION"), rows
             ))
         for name, result, error in results:
             if error is None and not result.matched:
@@ -369,7 +415,8 @@ def _show(console: Console, hash_list: HashList) -> None:
 
 def cmd_lists_create(args: argparse.Namespace, client: Client, console: Console) -> int:
     created = client.create_list(
-        args.name, description=args.description, thresholds=dict(args.thresholds), enabled=not args.disabled
+        args.name, description=args.description, thresholds=dict(args.thresholds), enabled=not args.disabled,
+        match_orientations=args.match_orientations,
     )
     _show(console, created)
     return 0
@@ -387,10 +434,13 @@ def cmd_lists_show(args: argparse.Namespace, client: Client, console: Console) -
 
 
 def cmd_lists_update(args: argparse.Namespace, client: Client, console: Console) -> int:
-    if args.description is None and not args.thresholds and args.enabled is None:
-        raise UsageError("nothing to change: give --description, --threshold, --enable or --disable")
+    if args.description is None and not args.thresholds and args.enabled is None and args.match_orientations is None:
+        raise UsageError(
+            "nothing to change: give --description, --threshold, --enable, --disable or --[no-]orientations"
+        )
     updated = client.update_list(
-        args.name, description=args.description, thresholds=dict(args.thresholds) or None, enabled=args.enabled
+        args.name, description=args.description, thresholds=dict(args.thresholds) or None, enabled=args.enabled,
+        match_orientations=args.match_orientations,
     )
     _show(console, updated)
     return 0

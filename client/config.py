@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import enum
 import json
+import time
 from typing import Any, Final, Sequence
+
+import grpc
+
+from hashmatch.client.credentials import PemSource, channel_credentials, resolve_api_key, retry_after
 
 DEFAULT_ADDRESS: Final = "127.0.0.1:50051"
 DEFAULT_TIMEOUT: Final = 30.0
@@ -87,12 +92,63 @@ class ClientConfig:
         *,
         timeout: float | None = DEFAULT_TIMEOUT,
         options: Sequence[tuple[str, Any]] = (),
+        api_key: str | None = None,
+        tls: bool | None = None,
+        tls_ca: PemSource | None = None,
+        tls_cert: PemSource | None = None,
+        tls_key: PemSource | None = None,
+        rate_limit_retries: int = 3,
     ) -> None:
+        """``api_key``: default $HASHMATCH_API_KEY. TLS is on with ``tls=True`` (system CAs) or
+        ``tls_ca`` (a PEM path or bytes); ``tls_cert``/``tls_key`` add a client certificate
+        (mutual TLS). A call refused with a retry-after (rate limits) is tried again up to
+        ``rate_limit_retries`` times, each after the wait the server asked for, within its deadline."""
         if timeout is not None and timeout <= 0:
             raise ValueError("timeout must be positive, or None for no deadline")
+        if rate_limit_retries < 0:
+            raise ValueError("rate_limit_retries must not be negative")
         self.address = address
         self.timeout = timeout
         self.options = tuple(options)
+        self.rate_limit_retries = rate_limit_retries
+        self._api_key = resolve_api_key(api_key)
+        self._credentials = channel_credentials(tls, tls_ca, tls_cert, tls_key)
+
+    @property
+    def uses_tls(self) -> bool:
+        return self._credentials is not None
+
+    def channel_credentials(self) -> grpc.ChannelCredentials | None:
+        """TLS credentials for the channel; None for plaintext."""
+        return self._credentials
+
+    def call_metadata(self) -> tuple[tuple[str, str], ...]:
+        """The metadata every call carries: the API key, when there is one."""
+        return (("authorization", f"Bearer {self._api_key}"),) if self._api_key else ()
+
+    def rate_limit_delay(self, error: grpc.RpcError, attempt: int, deadline_at: float | None) -> float | None:
+        """Seconds to wait before trying a refused call again, or None to give up.
+
+        Only a RESOURCE_EXHAUSTED that carries a retry-after qualifies: the server sends one when it
+        refused the call before doing any of it, so sending it again is safe for every method.
+        """
+        if attempt >= self.rate_limit_retries or error.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED:
+            return None
+        delay = retry_after(error.trailing_metadata())
+        if delay is None:
+            return None
+        if deadline_at is not None and time.monotonic() + delay >= deadline_at:
+            return None
+        return delay
+
+    @staticmethod
+    def deadline_at(seconds: float | None) -> float | None:
+        return None if seconds is None else time.monotonic() + seconds
+
+    @staticmethod
+    def remaining(deadline_at: float | None) -> float | None:
+        """The timeout for the next attempt of a call that must end by ``deadline_at``."""
+        return None if deadline_at is None else max(deadline_at - time.monotonic(), 0.001)
 
     def channel_options(self) -> list[tuple[str, Any]]:
         """gRPC channel options: ours first, the caller's after so theirs win on a clash."""
@@ -117,4 +173,6 @@ class ClientConfig:
         return timeout
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.address!r}, timeout={self.timeout!r})"
+        # Never the key itself.
+        return (f"{type(self).__name__}({self.address!r}, timeout={self.timeout!r}, "
+                f"api_key={'set' if self._api_key else None}, tls={self.uses_tls})")

@@ -24,6 +24,7 @@ from hashmatch.client.models import (
     to_algorithm,
 )
 from hashmatch.hashing.algorithms import Algorithm, Hash
+from hashmatch.hashing.orientation import Orientation
 from hashmatch.v1 import hashes_pb2, lists_pb2, matcher_pb2
 
 # What an image argument may be: the encoded bytes, a path, or a binary file object.
@@ -93,11 +94,29 @@ def read_image(image: ImageSource) -> bytes:
     raise TypeError(f"image must be bytes, a path or a binary file, not {type(image).__name__}")
 
 
+# -- orientations: by name, like algorithms --
+
+def orientation_to_proto(orientation: Orientation) -> hashes_pb2.Orientation:
+    return cast(hashes_pb2.Orientation, hashes_pb2.Orientation.Value("ORIENTATION_" + orientation.name))
+
+
+def orientation_from_proto(number: int) -> Orientation:
+    if number == hashes_pb2.ORIENTATION_UNSPECIFIED:
+        return Orientation.ORIGINAL
+    try:
+        return Orientation[hashes_pb2.Orientation.Name(number).removeprefix("ORIENTATION_")]
+    except (KeyError, ValueError):
+        raise ValueError(f"the server sent an orientation this client does not know ({number})") from None
+
+
 # -- requests --
 
 def hash_to_proto(value: HashLike) -> hashes_pb2.Hash:
     if isinstance(value, HashValue):
-        return hashes_pb2.Hash(algorithm=algorithm_to_proto(value.algorithm), value=value.value)
+        message = hashes_pb2.Hash(algorithm=algorithm_to_proto(value.algorithm), value=value.value)
+        if value.orientation is not Orientation.ORIGINAL:
+            message.orientation = orientation_to_proto(value.orientation)
+        return message
     if isinstance(value, Hash):
         return hashes_pb2.Hash(algorithm=algorithm_to_proto(value.algorithm), value=value.hex)
     if isinstance(value, tuple) and len(value) == 2:
@@ -118,19 +137,37 @@ def entry_to_proto(entry: HashEntry) -> lists_pb2.HashEntry:
     return message
 
 
+def hash_image_request(
+    image: ImageSource, algorithms: Sequence[Algorithm | str] | None, include_orientations: bool, fast: bool
+) -> matcher_pb2.HashImageRequest:
+    return matcher_pb2.HashImageRequest(
+        image=read_image(image),
+        algorithms=algorithms_to_proto(algorithms),
+        include_orientations=include_orientations,
+        fast=fast,
+    )
+
+
 def match_image_request(
-    image: ImageSource, lists: Sequence[str] | None, algorithms: Sequence[Algorithm | str] | None
+    image: ImageSource,
+    lists: Sequence[str] | None,
+    algorithms: Sequence[Algorithm | str] | None,
+    fast: bool = False,
 ) -> matcher_pb2.MatchImageRequest:
     return matcher_pb2.MatchImageRequest(
-        image=read_image(image), list_names=list_names(lists), algorithms=algorithms_to_proto(algorithms)
+        image=read_image(image), list_names=list_names(lists), algorithms=algorithms_to_proto(algorithms), fast=fast
     )
 
 
 def stream_request(
-    request_id: str, image: ImageSource, lists: Sequence[str] | None, algorithms: Sequence[Algorithm | str] | None
+    request_id: str,
+    image: ImageSource,
+    lists: Sequence[str] | None,
+    algorithms: Sequence[Algorithm | str] | None,
+    fast: bool = False,
 ) -> matcher_pb2.MatchImageStreamRequest:
     return matcher_pb2.MatchImageStreamRequest(
-        request_id=str(request_id), request=match_image_request(image, lists, algorithms)
+        request_id=str(request_id), request=match_image_request(image, lists, algorithms, fast)
     )
 
 
@@ -194,6 +231,7 @@ def hash_value(message: hashes_pb2.Hash) -> HashValue:
         algorithm=algorithm_from_proto(message.algorithm),
         value=message.value,
         quality=message.quality if message.HasField("quality") else None,
+        orientation=orientation_from_proto(message.orientation),
     )
 
 
@@ -212,6 +250,7 @@ def match(message: hashes_pb2.Match) -> Match:
         distance=message.distance,
         threshold=message.threshold,
         query_index=message.query_index,
+        orientation=orientation_from_proto(message.orientation),
     )
 
 
@@ -253,6 +292,7 @@ def hash_list(message: lists_pb2.HashList) -> HashList:
         entry_count=message.entry_count,
         created=message.create_time.ToDatetime(tzinfo=timezone.utc),
         updated=message.update_time.ToDatetime(tzinfo=timezone.utc),
+        match_orientations=message.match_orientations,
     )
 
 
@@ -277,6 +317,7 @@ def update_list_request(
     description: str | None,
     thresholds: Mapping[Algorithm | str, int] | None,
     enabled: bool | None,
+    match_orientations: bool | None = None,
 ) -> lists_pb2.UpdateListRequest:
     request = lists_pb2.UpdateListRequest(name=name, thresholds=thresholds_to_proto(thresholds))
     # Optional fields: unset means "leave as it is" on the server.
@@ -284,12 +325,22 @@ def update_list_request(
         request.description = description
     if enabled is not None:
         request.enabled = enabled
+    if match_orientations is not None:
+        request.match_orientations = match_orientations
     return request
 
 
 def create_list_request(
-    name: str, description: str, thresholds: Mapping[Algorithm | str, int] | None, enabled: bool
+    name: str,
+    description: str,
+    thresholds: Mapping[Algorithm | str, int] | None,
+    enabled: bool,
+    match_orientations: bool = True,
 ) -> lists_pb2.CreateListRequest:
     return lists_pb2.CreateListRequest(
-        name=name, description=description, thresholds=thresholds_to_proto(thresholds), enabled=enabled
+        name=name,
+        description=description,
+        thresholds=thresholds_to_proto(thresholds),
+        enabled=enabled,
+        match_orientations=match_orientations,
     )

@@ -13,11 +13,18 @@ from typing import Any, Iterable
 
 import grpc
 
+from hashmatch.client.credentials import retry_after
+
 REASON_METADATA_KEY = "hashmatch-reason"
 
 
 class HashmatchError(Exception):
-    """A hashmatch call failed. ``code`` is the gRPC status, ``details`` the server's message."""
+    """A hashmatch call failed. ``code`` is the gRPC status, ``details`` the server's message.
+
+    ``retry_after`` is the wait, in seconds, the server asked for before a retry (rate limits), if any.
+    """
+
+    retry_after: float | None = None
 
     def __init__(self, code: grpc.StatusCode, details: str, reason: str | None = None) -> None:
         self.code = code
@@ -97,6 +104,22 @@ class ListExists(AlreadyExists):
     """A list with that name already exists (reason ``LIST_EXISTS``)."""
 
 
+class RateLimited(ResourceExhausted):
+    """Over the key's match rate (reason ``RATE_LIMITED``); the SDK already retried per retry-after."""
+
+
+class TooManyConcurrent(ResourceExhausted):
+    """The key has as many calls in progress as the server allows (reason ``TOO_MANY_CONCURRENT``)."""
+
+
+class KeyNotFound(NotFound):
+    """No API key has that id or name (reason ``KEY_NOT_FOUND``)."""
+
+
+class KeyExists(AlreadyExists):
+    """An active API key already has that name (reason ``KEY_EXISTS``)."""
+
+
 _BY_CODE: dict[grpc.StatusCode, type[HashmatchError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
     grpc.StatusCode.NOT_FOUND: NotFound,
@@ -115,6 +138,10 @@ _BY_REASON: dict[str, type[HashmatchError]] = {
     "IMAGE_TOO_LARGE": ImageTooLarge,
     "LIST_NOT_FOUND": ListNotFound,
     "LIST_EXISTS": ListExists,
+    "RATE_LIMITED": RateLimited,
+    "TOO_MANY_CONCURRENT": TooManyConcurrent,
+    "KEY_NOT_FOUND": KeyNotFound,
+    "KEY_EXISTS": KeyExists,
 }
 
 # Stream items carry the status as a bare number (hashmatch.v1.Error.code).
@@ -162,5 +189,7 @@ def from_rpc_error(error: grpc.RpcError) -> HashmatchError:
     details_fn = getattr(error, "details", None)
     details = (details_fn() if callable(details_fn) else None) or ""
     trailing_fn = getattr(error, "trailing_metadata", None)
-    reason = _reason(trailing_fn() if callable(trailing_fn) else None)
-    return make_error(code, details, reason)
+    trailing = trailing_fn() if callable(trailing_fn) else None
+    made = make_error(code, details, _reason(trailing))
+    made.retry_after = retry_after(trailing)
+    return made

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from hashmatch.hashing.algorithms import Algorithm, Hash
+from hashmatch.hashing.orientation import Orientation
 
 if TYPE_CHECKING:
     from hashmatch.client.errors import HashmatchError
@@ -27,11 +28,17 @@ def to_algorithm(value: Algorithm | str) -> Algorithm:
 
 @dataclass(frozen=True)
 class HashValue:
-    """One hash as the server reports it: the algorithm, lowercase hex, and PDQ's quality."""
+    """One hash as the server reports it: the algorithm, lowercase hex, and PDQ's quality.
+
+    ``orientation``: the rotation or mirror image of the picture this hash is of (ORIGINAL: the
+    picture as uploaded; the others come with ``include_orientations=True``). Passing such a hash
+    to ``match_hashes`` passes its orientation too, so a match says which orientation matched.
+    """
 
     algorithm: Algorithm
     value: str
     quality: int | None = None
+    orientation: Orientation = Orientation.ORIGINAL
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "algorithm", to_algorithm(self.algorithm))
@@ -64,17 +71,24 @@ class Match:
     threshold: int
     # Index into the query's hashes (MatchImageResult.hashes, or match_hashes' argument).
     query_index: int
+    # Which orientation of the query matched: ORIGINAL, or e.g. FLIP_HORIZONTAL when the
+    # uploaded picture mirrored left to right is what the list holds.
+    orientation: Orientation = Orientation.ORIGINAL
 
 
 @dataclass(frozen=True)
 class HashImageResult:
+    # One per algorithm asked for, in that order; then, with include_orientations, the PDQ and
+    # pHash hashes of the 7 other orientations (each with its ``orientation``).
     hashes: tuple[HashValue, ...]
     image: ImageInfo
 
-    def get(self, algorithm: Algorithm | str) -> HashValue | None:
-        """The hash computed with ``algorithm``, if it was asked for."""
+    def get(
+        self, algorithm: Algorithm | str, orientation: Orientation = Orientation.ORIGINAL
+    ) -> HashValue | None:
+        """The hash computed with ``algorithm`` (of the picture in ``orientation``), if asked for."""
         wanted = to_algorithm(algorithm)
-        return next((h for h in self.hashes if h.algorithm is wanted), None)
+        return next((h for h in self.hashes if h.algorithm is wanted and h.orientation is orientation), None)
 
 
 @dataclass(frozen=True)
@@ -104,6 +118,8 @@ class HashList:
     entry_count: int
     created: datetime
     updated: datetime
+    # Whether rotated and mirrored copies of a listed picture match (PDQ, pHash).
+    match_orientations: bool = True
 
 
 @dataclass(frozen=True)

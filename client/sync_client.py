@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import threading
+import time
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import grpc
 
-from hashmatch.client import convert
+from hashmatch.client import convert, keys
 from hashmatch.client.config import DEFAULT_ADDRESS, DEFAULT_TIMEOUT, USE_CLIENT_DEFAULT, ClientConfig, Timeout
 from hashmatch.client.convert import HashLike, ImageSource
+from hashmatch.client.credentials import PemSource
 from hashmatch.client.errors import from_rpc_error
 from hashmatch.client.models import (
     HashEntry,
@@ -22,7 +25,7 @@ from hashmatch.client.models import (
     UploadResult,
 )
 from hashmatch.hashing.algorithms import Algorithm
-from hashmatch.v1 import lists_pb2, lists_pb2_grpc, matcher_pb2, matcher_pb2_grpc
+from hashmatch.v1 import keys_pb2, keys_pb2_grpc, lists_pb2, lists_pb2_grpc, matcher_pb2, matcher_pb2_grpc
 
 T = TypeVar("T")
 
@@ -66,11 +69,26 @@ class Client(ClientConfig):
         *,
         timeout: float | None = DEFAULT_TIMEOUT,
         options: Sequence[tuple[str, Any]] = (),
+        api_key: str | None = None,
+        tls: bool | None = None,
+        tls_ca: PemSource | None = None,
+        tls_cert: PemSource | None = None,
+        tls_key: PemSource | None = None,
+        rate_limit_retries: int = 3,
     ) -> None:
-        super().__init__(address, timeout=timeout, options=options)
-        self._channel = grpc.insecure_channel(address, options=self.channel_options())
+        super().__init__(
+            address, timeout=timeout, options=options, api_key=api_key, tls=tls, tls_ca=tls_ca,
+            tls_cert=tls_cert, tls_key=tls_key, rate_limit_retries=rate_limit_retries,
+        )
+        credentials = self.channel_credentials()
+        self._channel = (
+            grpc.secure_channel(address, credentials, options=self.channel_options())
+            if credentials is not None
+            else grpc.insecure_channel(address, options=self.channel_options())
+        )
         self._matcher = matcher_pb2_grpc.MatcherServiceStub(self._channel)
         self._lists = lists_pb2_grpc.ListsServiceStub(self._channel)
+        self._keys = keys_pb2_grpc.KeysServiceStub(self._channel)
 
     # -- lifecycle --
 
@@ -86,10 +104,17 @@ class Client(ClientConfig):
         self.close()
 
     def _call(self, method: Callable[..., T], request: Any, timeout: Timeout) -> T:
-        try:
-            return method(request, timeout=self.deadline(timeout))
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
+        deadline_at = self.deadline_at(self.deadline(timeout))
+        attempt = 0
+        while True:
+            try:
+                return method(request, timeout=self.remaining(deadline_at), metadata=self.call_metadata())
+            except grpc.RpcError as error:
+                delay = self.rate_limit_delay(error, attempt, deadline_at)
+                if delay is None:
+                    raise from_rpc_error(error) from None
+            time.sleep(delay)
+            attempt += 1
 
     # -- MatcherService --
 
@@ -98,12 +123,17 @@ class Client(ClientConfig):
         image: ImageSource,
         algorithms: Sequence[Algorithm | str] | None = None,
         *,
+        include_orientations: bool = False,
+        fast: bool = False,
         timeout: Timeout = USE_CLIENT_DEFAULT,
     ) -> HashImageResult:
-        """Hash an image (bytes, path or binary file) without matching it."""
-        request = matcher_pb2.HashImageRequest(
-            image=convert.read_image(image), algorithms=convert.algorithms_to_proto(algorithms)
-        )
+        """Hash an image (bytes, path or binary file) without matching it.
+
+        ``include_orientations``: also the PDQ and pHash hashes of the picture's 7 other
+        rotations and mirror images (``HashValue.orientation`` says which).
+        ``fast``: decode JPEGs at reduced scale (several times faster, a few bits of drift).
+        """
+        request = convert.hash_image_request(image, algorithms, include_orientations, fast)
         return convert.hash_image_result(self._call(self._matcher.HashImage, request, timeout))
 
     def match_image(
@@ -112,10 +142,11 @@ class Client(ClientConfig):
         lists: Sequence[str] | None = None,
         algorithms: Sequence[Algorithm | str] | None = None,
         *,
+        fast: bool = False,
         timeout: Timeout = USE_CLIENT_DEFAULT,
     ) -> MatchImageResult:
         """Hash an image and match it against ``lists`` (default: every enabled list)."""
-        request = convert.match_image_request(image, lists, algorithms)
+        request = convert.match_image_request(image, lists, algorithms, fast)
         return convert.match_image_result(self._call(self._matcher.MatchImage, request, timeout))
 
     def match_hashes(
@@ -137,6 +168,7 @@ class Client(ClientConfig):
         lists: Sequence[str] | None = None,
         algorithms: Sequence[Algorithm | str] | None = None,
         *,
+        fast: bool = False,
         timeout: Timeout = USE_CLIENT_DEFAULT,
     ) -> Iterator[StreamResult]:
         """Match many images over one stream; yields one StreamResult per (request_id, image).
@@ -146,9 +178,11 @@ class Client(ClientConfig):
         ``timeout`` bounds the whole stream. Images are read lazily, as the stream sends.
         """
         requests = _CapturingIterator(
-            convert.stream_request(request_id, image, lists, algorithms) for request_id, image in images
+            convert.stream_request(request_id, image, lists, algorithms, fast) for request_id, image in images
         )
-        call = self._matcher.MatchImageStream(requests, timeout=self.deadline(timeout))
+        call = self._matcher.MatchImageStream(
+            requests, timeout=self.deadline(timeout), metadata=self.call_metadata()
+        )
         try:
             for response in call:
                 yield convert.stream_result(response)
@@ -168,9 +202,10 @@ class Client(ClientConfig):
         description: str = "",
         thresholds: Mapping[Algorithm | str, int] | None = None,
         enabled: bool = True,
+        match_orientations: bool = True,
         timeout: Timeout = USE_CLIENT_DEFAULT,
     ) -> HashList:
-        request = convert.create_list_request(name, description, thresholds, enabled)
+        request = convert.create_list_request(name, description, thresholds, enabled, match_orientations)
         return convert.hash_list(self._call(self._lists.CreateList, request, timeout).list)
 
     def get_list(self, name: str, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> HashList:
@@ -188,10 +223,11 @@ class Client(ClientConfig):
         description: str | None = None,
         thresholds: Mapping[Algorithm | str, int] | None = None,
         enabled: bool | None = None,
+        match_orientations: bool | None = None,
         timeout: Timeout = USE_CLIENT_DEFAULT,
     ) -> HashList:
         """Change only what is given; algorithms not in ``thresholds`` keep theirs."""
-        request = convert.update_list_request(name, description, thresholds, enabled)
+        request = convert.update_list_request(name, description, thresholds, enabled, match_orientations)
         return convert.hash_list(self._call(self._lists.UpdateList, request, timeout).list)
 
     def delete_list(self, name: str, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> int:
@@ -218,7 +254,9 @@ class Client(ClientConfig):
         convert.UploadBatcher(list_name, batch_size, None)  # validates batch_size up front
         requests = _CapturingIterator(convert.upload_requests(list_name, entries, batch_size, on_progress))
         try:
-            response = self._lists.UploadHashes(requests, timeout=self.deadline(timeout))
+            response = self._lists.UploadHashes(
+                requests, timeout=self.deadline(timeout), metadata=self.call_metadata()
+            )
         except grpc.RpcError as error:
             if requests.error is not None:
                 raise requests.error from None
@@ -236,3 +274,47 @@ class Client(ClientConfig):
         """Remove entries by id and/or by hash, all or nothing; returns how many were removed."""
         request = convert.remove_hashes_request(list_name, entry_ids, hashes)
         return self._call(self._lists.RemoveHashes, request, timeout).removed
+
+    def export_hashes(self, list_name: str, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> Iterator[HashEntry]:
+        """Every entry of a list, hash values included (curate role; the server audits it).
+
+        Entries come as upload_hashes takes them, so an export loads back as it was.
+        """
+        call = self._lists.ExportHashes(
+            lists_pb2.ExportHashesRequest(list_name=list_name),
+            timeout=self.deadline(timeout),
+            metadata=self.call_metadata(),
+        )
+        try:
+            for response in call:
+                for entry in response.entries:
+                    yield keys.exported_entry(entry)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        finally:
+            call.cancel()
+
+    # -- KeysService (admin role) --
+
+    def create_key(
+        self,
+        name: str,
+        roles: Iterable[str],
+        *,
+        expires: datetime | None = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> keys.CreatedKey:
+        """Create an API key; ``result.secret`` is the key to hand over, shown only this once."""
+        response = self._call(self._keys.CreateKey, keys.create_key_request(name, roles, expires), timeout)
+        return keys.CreatedKey(keys.api_key(response.key), response.secret)
+
+    def list_keys(
+        self, *, include_revoked: bool = False, timeout: Timeout = USE_CLIENT_DEFAULT
+    ) -> tuple[keys.ApiKey, ...]:
+        request = keys_pb2.ListKeysRequest(include_revoked=include_revoked)
+        return tuple(keys.api_key(k) for k in self._call(self._keys.ListKeys, request, timeout).keys)
+
+    def revoke_key(self, key: str, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> keys.ApiKey:
+        """Revoke a key by id or by the name of an active key; it stops working at once."""
+        response = self._call(self._keys.RevokeKey, keys_pb2.RevokeKeyRequest(key=key), timeout)
+        return keys.api_key(response.key)

@@ -2,7 +2,7 @@
 
 The algorithm table, hash values and errors import without Pillow or numpy (the thin client uses
 ``hashmatch.hashing.algorithms``, which runs this file first). The hashing functions and their
-result types load Pillow, numpy, imagehash and pdqhash on first use:
+result types load Pillow, numpy, scipy and imagehash on first use:
 ``from hashmatch.hashing import hash_image`` works as usual.
 """
 

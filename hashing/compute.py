@@ -9,11 +9,13 @@ against ``max_pixels`` from the header, before any pixel is decoded, then the fi
 decoded once at full resolution and every perceptual algorithm works from that one decoded
 Pillow image.
 
-- **PDQ**: Meta's C++ PDQ core (the ``pdqhash`` package) on ``np.asarray(img.convert("RGB"))``,
-  the full-resolution first frame as 8-bit RGB. This is what python-threatexchange (the library
-  inside Meta's Hasher-Matcher-Actioner) computes, bit for bit, with its quality. The 256 bits
-  are written in the order pdqhash returns them, 4 bits per hex digit (the industry hex form).
-  The conversion to RGB is Pillow's, whatever the stored mode:
+- **PDQ**: what Meta's C++ PDQ core (the ``pdqhash`` package) computes on
+  ``np.asarray(img.convert("RGB"))``, the full-resolution first frame as 8-bit RGB, which is what
+  python-threatexchange (the library inside Meta's Hasher-Matcher-Actioner) does. The arithmetic is
+  our own numpy version of it (:mod:`hashmatch.hashing.pdq`), tested against ``pdqhash``: same bits
+  and quality on every test image (docs/hashing.md gives the measured agreement). The hex form is
+  the industry's: the 256-bit number, 4 bits per hex digit. The conversion to RGB is Pillow's,
+  whatever the stored mode:
 
   * ``P``/``PA`` (palette): the palette colours, never the palette indices;
   * ``CMYK``: Pillow's naive CMYK->RGB (Adobe-inverted JPEGs are un-inverted by the decoder);
@@ -26,7 +28,21 @@ Pillow image.
 - **pHash, dHash, aHash, wHash**: imagehash 4.3.2's ``phash``, ``dhash``, ``average_hash`` and
   ``whash`` (defaults: 8x8, Haar) on the same decoded frame; the hex is imagehash's ``str()``.
   Each of those starts with ``image.convert("L")``, so they are given that greyscale image,
-  converted once, which is the same computation.
+  converted once, which is the same computation. pHash repeats imagehash's own steps
+  (:mod:`hashmatch.hashing.phash`) to keep its DCT for the orientations.
+
+Orientation variants
+--------------------
+With ``orientations=True``, PDQ and pHash also give the hashes of the 7 other rotations and mirror
+images of the picture, derived from the one DCT (:mod:`hashmatch.hashing.dihedral`), in
+``ImageHashes.variants``. They equal hashing the transformed picture up to the few bits that the
+downsampling's rounding at the edges moves (tests/test_orientation.py measures it).
+
+Fast mode
+---------
+With ``fast=True`` a JPEG is decoded by libjpeg at a reduced scale (:data:`decode.FAST_MIN_SIDE`)
+and hashed from there: several times faster on camera photos, a few bits from the exact hashes
+(bench/hashing.py publishes the drift). Other formats are decoded as usual.
 
 - **MD5, SHA-256**: ``hashlib`` digests of the raw file bytes, as received.
 
@@ -54,15 +70,17 @@ from dataclasses import dataclass
 
 import imagehash
 import numpy as np
-import pdqhash
 from PIL import Image
 
+from . import buffers, dihedral, parallel, pdq, phash
 from .algorithms import DEFAULT_ALGORITHMS, Algorithm, Hash
 from .decode import SUPPORTED_FORMATS, open_image
 from .errors import DEFAULT_MAX_PIXELS, ImageError, ImageTooLarge, InvalidImage
+from .orientation import ALL_ORIENTATIONS, Orientation
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "ORIENTED",
     "SUPPORTED_FORMATS",
     "HashResult",
     "ImageError",
@@ -73,10 +91,18 @@ __all__ = [
     "hash_pil_image",
 ]
 
+#: The algorithms whose hashes of the other 7 orientations come from their DCT.
+ORIENTED: tuple[Algorithm, ...] = (Algorithm.PDQ, Algorithm.PHASH)
+
+# Below this many decoded pixels, handing half the work to another thread costs more than it saves.
+_PARALLEL_MIN_PIXELS = 1_000_000
+
+
 @dataclass(frozen=True)
 class HashResult:
     hash: Hash
     quality: int | None  # PDQ quality 0..100; None for every other algorithm
+    orientation: Orientation = Orientation.ORIGINAL  # the picture this hash is of
 
     @property
     def algorithm(self) -> Algorithm:
@@ -90,6 +116,9 @@ class ImageHashes:
     height: int
     format: str  # Pillow's format name: "JPEG", "PNG", "GIF", "WEBP", "MPO", ...
     frame_count: int  # 1 for still images; only the first frame is hashed
+    # With orientations=True: for each requested algorithm of ORIENTED, in request order, its
+    # hashes of the 7 other orientations, in ALL_ORIENTATIONS order.
+    variants: tuple[HashResult, ...] = ()
 
     def get(self, algorithm: Algorithm) -> HashResult | None:
         for result in self.results:
@@ -115,11 +144,15 @@ def _normalise_algorithms(algorithms: Sequence[Algorithm | str] | Algorithm | st
     return tuple(seen)
 
 
-# --- perceptual hashers: each takes the decoded frame (and a lazily made greyscale copy) ---------
+# --- perceptual hashers: each takes the decoded frame and the orientations wanted -----------------
 
 
 class _Frame:
-    """The decoded frame plus the conversions the hashers share, each made at most once."""
+    """The decoded frame plus the conversions the hashers share, each made at most once.
+
+    The greyscale image is used by one branch and the RGB copy and luminance by the other
+    (see _hash_frame), so no attribute is made by two threads.
+    """
 
     def __init__(self, image: Image.Image) -> None:
         self.image = image
@@ -135,41 +168,57 @@ class _Frame:
             ) from exc
 
     @property
-    def rgb(self) -> Image.Image:
-        if self._rgb is None:
-            self._rgb = self.image if self.image.mode == "RGB" else self._convert("RGB")
-        return self._rgb
-
-    @property
     def grey(self) -> Image.Image:
         if self._grey is None:
             self._grey = self._convert("L")
         return self._grey
 
+    def luminance(self) -> np.ndarray:
+        """PDQ's float32 luminance of the RGB picture (an "L" frame is its own luminance)."""
+        if self.image.mode in ("RGB", "L"):
+            return buffers.luminance(self.image)
+        if self._rgb is None:
+            self._rgb = self._convert("RGB")
+        return buffers.luminance(self._rgb)
 
-def _pdq(frame: _Frame) -> HashResult:
-    pixels = np.asarray(frame.rgb)  # (height, width, 3) uint8, C-contiguous
-    bits, quality = pdqhash.compute(pixels)
-    bits = np.asarray(bits, dtype=np.uint8)
-    if bits.shape != (256,):
-        raise RuntimeError(f"pdqhash returned {bits.shape} bits, expected 256")
-    return HashResult(Hash(Algorithm.PDQ, np.packbits(bits).tobytes()), int(quality))
+
+Hasher = Callable[[_Frame, Sequence[Orientation]], list[HashResult]]
 
 
-def _imagehash(algorithm: Algorithm, function: Callable[[Image.Image], imagehash.ImageHash]) -> Callable[[_Frame], HashResult]:
-    def hasher(frame: _Frame) -> HashResult:
-        return HashResult(Hash.from_hex(algorithm, str(function(frame.grey))), None)
+def _pdq(frame: _Frame, orientations: Sequence[Orientation]) -> list[HashResult]:
+    mirrors, quality = pdq.coefficients(frame.luminance(), dihedral.mirrors_needed(orientations))
+    if mirrors is None:  # under 5 pixels on a side: Meta's all-zero hash, quality 0
+        return [HashResult(Hash(Algorithm.PDQ, pdq.ZERO), 0, o) for o in orientations]
+    bits = pdq.threshold(dihedral.variants(mirrors, orientations))
+    return [
+        HashResult(Hash(Algorithm.PDQ, pdq.bits_to_bytes(b)), quality, o) for b, o in zip(bits, orientations)
+    ]
+
+
+def _phash(frame: _Frame, orientations: Sequence[Orientation]) -> list[HashResult]:
+    mirrors = dihedral.mirrors_by_sign(phash.coefficients(frame.grey), phash.FIRST_FREQUENCY)
+    bits = phash.threshold(dihedral.variants(mirrors, orientations))
+    return [
+        HashResult(Hash(Algorithm.PHASH, phash.bits_to_bytes(b)), None, o) for b, o in zip(bits, orientations)
+    ]
+
+
+def _imagehash(algorithm: Algorithm, function: Callable[[Image.Image], imagehash.ImageHash]) -> Hasher:
+    def hasher(frame: _Frame, orientations: Sequence[Orientation]) -> list[HashResult]:
+        return [HashResult(Hash.from_hex(algorithm, str(function(frame.grey))), None)]
 
     return hasher
 
 
-_PERCEPTUAL_HASHERS: dict[Algorithm, Callable[[_Frame], HashResult]] = {
-    Algorithm.PDQ: _pdq,
-    Algorithm.PHASH: _imagehash(Algorithm.PHASH, imagehash.phash),
+# The luminance branch (PDQ) and the greyscale branch (imagehash's algorithms): see _hash_frame.
+_LUMINANCE_HASHERS: dict[Algorithm, Hasher] = {Algorithm.PDQ: _pdq}
+_GREY_HASHERS: dict[Algorithm, Hasher] = {
+    Algorithm.PHASH: _phash,
     Algorithm.DHASH: _imagehash(Algorithm.DHASH, imagehash.dhash),
     Algorithm.AHASH: _imagehash(Algorithm.AHASH, imagehash.average_hash),
     Algorithm.WHASH: _imagehash(Algorithm.WHASH, imagehash.whash),
 }
+_PERCEPTUAL_HASHERS: dict[Algorithm, Hasher] = {**_LUMINANCE_HASHERS, **_GREY_HASHERS}
 
 _DIGESTS: dict[Algorithm, Callable[[bytes], bytes]] = {
     Algorithm.MD5: lambda data: hashlib.md5(data).digest(),
@@ -180,9 +229,43 @@ if set(_PERCEPTUAL_HASHERS) | set(_DIGESTS) != set(Algorithm):  # a row added to
     raise RuntimeError("every Algorithm needs a hasher in hashing.compute")
 
 
-def _hash_frame(image: Image.Image, algorithms: Sequence[Algorithm]) -> dict[Algorithm, HashResult]:
+def _digests(data: bytes, algorithms: Sequence[Algorithm]) -> dict[Algorithm, list[HashResult]]:
+    return {a: [HashResult(Hash(a, _DIGESTS[a](data)), None)] for a in algorithms}
+
+
+def _hash_frame(
+    image: Image.Image,
+    algorithms: Sequence[Algorithm],
+    orientations: bool,
+    alongside: Callable[[], dict[Algorithm, list[HashResult]]] = dict,
+) -> dict[Algorithm, list[HashResult]]:
+    """algorithm -> [the original's hash, then its variants]; ``alongside()`` (the file digests)
+    runs with the luminance branch, on the calling thread."""
     frame = _Frame(image)
-    return {algorithm: _PERCEPTUAL_HASHERS[algorithm](frame) for algorithm in algorithms}
+    wanted = {a: ALL_ORIENTATIONS if orientations and a in ORIENTED else (Orientation.ORIGINAL,) for a in algorithms}
+
+    def branch(hashers: dict[Algorithm, Hasher]) -> dict[Algorithm, list[HashResult]]:
+        return {a: hashers[a](frame, wanted[a]) for a in algorithms if a in hashers}
+
+    def luminance_branch() -> dict[Algorithm, list[HashResult]]:
+        digests = alongside()  # first: hashlib lets go of the GIL, so the pool thread gets going
+        return {**branch(_LUMINANCE_HASHERS), **digests}
+
+    use_pool = image.width * image.height >= _PARALLEL_MIN_PIXELS
+    if use_pool and any(a in _GREY_HASHERS for a in algorithms):
+        # Pillow's mode conversions hold the GIL; its resizes do not. Converting to grey here,
+        # before the hand-off, leaves the pool thread only GIL-free work to overlap with ours.
+        frame.grey  # noqa: B018 - made now, for the reason above
+    grey, rest = parallel.both(lambda: branch(_GREY_HASHERS), luminance_branch, parallel=use_pool)
+    return {**grey, **rest}
+
+
+def _split(
+    computed: dict[Algorithm, list[HashResult]], wanted: Sequence[Algorithm]
+) -> tuple[tuple[HashResult, ...], tuple[HashResult, ...]]:
+    results = tuple(computed[a][0] for a in wanted)
+    variants = tuple(v for a in wanted for v in computed[a][1:])
+    return results, variants
 
 
 # --- public API ------------------------------------------------------------------------------
@@ -193,10 +276,14 @@ def hash_image(
     algorithms: Sequence[Algorithm] = DEFAULT_ALGORITHMS,
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    orientations: bool = False,
+    fast: bool = False,
 ) -> ImageHashes:
     """Hash an image file's bytes with each requested algorithm (see the module docstring).
 
     ``algorithms`` may also hold names ("pdq", "sha-256"); duplicates are dropped, order kept.
+    ``orientations``: also the PDQ and pHash hashes of the 7 other orientations (``variants``).
+    ``fast``: decode JPEGs at reduced scale (a few bits of drift; see the module docstring).
     Raises InvalidImage (empty, not an image, truncated/corrupt, unhashable pixel mode),
     ImageTooLarge (width x height over ``max_pixels``, checked before decoding), ValueError for
     an unknown or empty algorithm list or a non-positive ``max_pixels``.
@@ -209,21 +296,24 @@ def hash_image(
         raise ValueError(f"max_pixels must be a positive integer, got {max_pixels!r}")
     wanted = _normalise_algorithms(algorithms)
     perceptual = [a for a in wanted if a in _PERCEPTUAL_HASHERS]
+    digests = [a for a in wanted if a in _DIGESTS]
 
-    opened = open_image(data, max_pixels=max_pixels, decode=bool(perceptual))
+    opened = open_image(data, max_pixels=max_pixels, decode=bool(perceptual), fast=fast)
     try:
-        results = _hash_frame(opened.image, perceptual) if perceptual else {}
+        if perceptual:
+            computed = _hash_frame(opened.image, perceptual, orientations, lambda: _digests(data, digests))
+        else:
+            computed = _digests(data, digests)
     finally:
         opened.close()
-    for algorithm in wanted:
-        if algorithm in _DIGESTS:
-            results[algorithm] = HashResult(Hash(algorithm, _DIGESTS[algorithm](data)), None)
+    results, variants = _split(computed, wanted)
     return ImageHashes(
-        results=tuple(results[a] for a in wanted),
+        results=results,
         width=opened.width,
         height=opened.height,
         format=opened.format,
         frame_count=opened.frame_count,
+        variants=variants,
     )
 
 
@@ -234,8 +324,11 @@ DEFAULT_PERCEPTUAL: tuple[Algorithm, ...] = tuple(a for a in DEFAULT_ALGORITHMS 
 def hash_pil_image(
     image: Image.Image,
     algorithms: Sequence[Algorithm] = DEFAULT_PERCEPTUAL,
+    *,
+    orientations: bool = False,
 ) -> tuple[HashResult, ...]:
-    """Perceptual hashes of an already decoded Pillow image (its current frame), as hash_image does.
+    """Perceptual hashes of an already decoded Pillow image (its current frame), as hash_image does:
+    one per algorithm in request order, then (``orientations``) the variants as in ImageHashes.
 
     Digests are refused (ValueError): they are of file bytes, which a decoded image no longer has.
     No size limit applies: the pixels are already in memory.
@@ -250,5 +343,6 @@ def hash_pil_image(
         )
     if image.width <= 0 or image.height <= 0:
         raise InvalidImage(f"image has no pixels ({image.width}x{image.height})")
-    results = _hash_frame(image, wanted)
-    return tuple(results[a] for a in wanted)
+    image.load()
+    results, variants = _split(_hash_frame(image, wanted, orientations), wanted)
+    return results + variants

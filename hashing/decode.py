@@ -20,9 +20,9 @@ before any pixel buffer is allocated.
 Accepted formats
 ----------------
 Only the formats photos and web images come in are opened (:data:`SUPPORTED_FORMATS`: JPEG/MPO,
-PNG/APNG, GIF, WebP, BMP, TIFF and AVIF when Pillow has it). Pillow's long tail of formats (EPS,
-which runs Ghostscript; TGA, which has no signature and so matches random bytes; PSD, ...) is
-refused as "not a recognised image format".
+PNG/APNG, GIF, WebP, BMP, TIFF, AVIF (Pillow's own plugin, libavif) and HEIC/HEIF (pillow-heif,
+libheif)). Pillow's long tail of formats (EPS, which runs Ghostscript; TGA, which has no signature
+and so matches random bytes; PSD, ...) is refused as "not a recognised image format".
 """
 
 from __future__ import annotations
@@ -35,15 +35,29 @@ from typing import Any
 
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from . import buffers
 from .errors import ImageError, ImageTooLarge, InvalidImage
 
 # Order matters a little: Pillow tries them in this order against the file's first bytes.
-_WANTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "AVIF")
+_WANTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "AVIF", "HEIF")
+
+try:  # HEIC/HEIF, what phones upload: libheif through the pillow-heif plugin ([hashing] extra)
+    import pillow_heif
+except ImportError:  # pragma: no cover - the extra is part of every install that hashes
+    pass
+else:
+    pillow_heif.register_heif_opener()
 
 Image.init()
 #: Pillow format names that :func:`open_image` will open. (Camera JPEGs with a multi-picture
 #: segment open through the JPEG plugin and report the format "MPO".)
 SUPPORTED_FORMATS: tuple[str, ...] = tuple(f for f in _WANTED_FORMATS if f in Image.OPEN)
+
+#: Fast mode: a JPEG is decoded by libjpeg at the smallest of its DCT scales (1/2, 1/4, 1/8) that
+#: keeps both sides at least this long (Pillow's ``draft``). 12 MP photos decode at 1/8 (504x378);
+#: bench/hashing.py measures the speed and the drift from the exact hashes.
+FAST_MIN_SIDE = 256
+_DRAFT_FORMATS = {"JPEG", "MPO"}
 
 _REASON_LIMIT = 160
 # b'...' / b"..." (with escapes), optionally inside bytearray(...)
@@ -125,16 +139,27 @@ def _claimed_format(data: bytes) -> str | None:
     return None
 
 
+def _draft(image: Image.Image) -> bool:
+    """Ask a JPEG decoder for its reduced-scale output (fast mode); True if it will reduce."""
+    if image.format not in _DRAFT_FORMATS:
+        return False
+    before = image.size
+    image.draft(None, (FAST_MIN_SIDE, FAST_MIN_SIDE))
+    return image.size != before
+
+
 def _frame_count(image: Image.Image) -> int:
     # GIF, APNG, WebP, TIFF and MPO report n_frames by walking frame headers, not decoding pixels.
     return max(1, int(getattr(image, "n_frames", 1)))
 
 
-def open_image(data: bytes, *, max_pixels: int, decode: bool) -> OpenedImage:
+def open_image(data: bytes, *, max_pixels: int, decode: bool, fast: bool = False) -> OpenedImage:
     """Open ``data``, check its size against ``max_pixels`` and, if ``decode``, decode frame 0.
 
     With ``decode=False`` only the header is parsed (and, for animations, the frame headers
     counted): enough to refuse data that is not an image, not to prove the pixel data intact.
+    With ``fast``, a JPEG is decoded at a reduced scale (see :data:`FAST_MIN_SIDE`); ``width`` and
+    ``height`` stay the file's, ``image.size`` is what was decoded.
     The caller must ``close()`` the result. Raises InvalidImage or ImageTooLarge.
     """
     if not data:
@@ -153,10 +178,12 @@ def open_image(data: bytes, *, max_pixels: int, decode: bool) -> OpenedImage:
             if decode:
                 if image.tell() != 0:
                     image.seek(0)
-                image.load()
-                # A GIF's first frame may extend the canvas; the guard has already vetted it.
-                width, height = image.size
-                _check_size(width, height, max_pixels)
+                drafted = fast and _draft(image)
+                buffers.load(image)
+                if not drafted:
+                    # A GIF's first frame may extend the canvas; the guard has already vetted it.
+                    width, height = image.size
+                    _check_size(width, height, max_pixels)
             fmt = image.format or "UNKNOWN"
         except ImageError:
             raise

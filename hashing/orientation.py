@@ -20,3 +20,16 @@ class Orientation(enum.Enum):
 
 
 ALL_ORIENTATIONS: tuple[Orientation, ...] = tuple(Orientation)
+
+#: The ``PIL.Image.Transpose`` member that turns a picture into each orientation (names only, so
+#: this module needs no Pillow): ``image.transpose(Image.Transpose[PILLOW_TRANSPOSE[o]])``.
+PILLOW_TRANSPOSE: dict[Orientation, str | None] = {
+    Orientation.ORIGINAL: None,
+    Orientation.ROTATE_90: "ROTATE_90",
+    Orientation.ROTATE_180: "ROTATE_180",
+    Orientation.ROTATE_270: "ROTATE_270",
+    Orientation.FLIP_HORIZONTAL: "FLIP_LEFT_RIGHT",
+    Orientation.FLIP_VERTICAL: "FLIP_TOP_BOTTOM",
+    Orientation.TRANSPOSE: "TRANSPOSE",
+    Orientation.TRANSVERSE: "TRANSVERSE",
+}

@@ -3,12 +3,15 @@
 No gRPC here: the server turns these objects and errors into protobuf and status codes.
 """
 
+from .compaction import CompactionPolicy
 from .errors import InvalidEntry, InvalidListSpec, ListError, ListExists, ListNotFound
 from .hashlists import HashLists
 from .records import Hit, ListInfo, Matches, NewEntry, UploadOutcome
-from .store import SQLiteStore, Store
+from .store import AuditRecord, SQLiteStore, Store
 
 __all__ = [
+    "AuditRecord",
+    "CompactionPolicy",
     "HashLists",
     "Hit",
     "InvalidEntry",

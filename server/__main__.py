@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from hashmatch.hashing import DEFAULT_MAX_PIXELS
 
+from . import keys_cli, security_flags
 from .app import create_server
 from .config import ServerConfig
 from .observability import JsonFormatter
@@ -23,6 +25,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=defaults.data_dir, help="folder of the SQLite store")
     parser.add_argument("--max-message-bytes", type=int, default=defaults.max_message_bytes)
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+    parser.add_argument(
+        "--fast", action="store_true",
+        help="hash every upload in fast mode (JPEGs decoded at reduced scale; a few bits from the exact hashes)",
+    )
     parser.add_argument("--threads", type=int, default=defaults.threads)
     parser.add_argument("--grace", type=float, default=defaults.grace_seconds, help="seconds to drain on SIGTERM")
     parser.add_argument("--no-reflection", action="store_true", help="do not offer server reflection")
@@ -32,11 +38,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--log-format", choices=("json", "text"), default="json", help="json: one object a line")
+    security_flags.add_arguments(parser)
     parser.add_argument(
         "--metrics", default="127.0.0.1:9464", metavar="HOST:PORT",
         help="where to serve Prometheus /metrics (default: %(default)s; 'off' for none)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.security = security_flags.config_from(args, parser)
+    return args
 
 
 def configure_logging(level: str, fmt: str) -> None:
@@ -49,17 +58,24 @@ def configure_logging(level: str, fmt: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything the server writes (the lists, keys, admin.key) is for its own user only.
+    os.umask(0o077)
+    if argv[:1] == ["keys"]:  # offline key management: python -m hashmatch.server keys ...
+        return keys_cli.main(argv[1:])
     args = parse_args(argv)
     configure_logging(args.log_level, args.log_format)
     config = ServerConfig(
         data_dir=args.data_dir,
         max_message_bytes=args.max_message_bytes,
         max_pixels=args.max_pixels,
+        fast=args.fast,
         threads=args.threads,
         reflection=not args.no_reflection,
         grace_seconds=args.grace,
         metrics_address=None if args.metrics == "off" else args.metrics,
         selftest_interval_seconds=args.selftest_interval,
+        **args.security,
     )
     server, port = create_server(args.listen, config)
     server.start()

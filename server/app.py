@@ -12,14 +12,19 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from hashmatch.index import HashLists, SQLiteStore
-from hashmatch.v1 import lists_pb2, lists_pb2_grpc, matcher_pb2, matcher_pb2_grpc
+from hashmatch.index.keys import KeyStore
+from hashmatch.v1 import keys_pb2, keys_pb2_grpc, lists_pb2, lists_pb2_grpc, matcher_pb2, matcher_pb2_grpc
 
+from .auth import AuthInterceptor, Authenticator
 from .config import ServerConfig
-from .lists import ListsServicer
+from .export import ExportingListsServicer
+from .keys_service import KeysServicer
+from .limits import LimitsInterceptor
 from .matcher import MatcherServicer
 from .observability import Metrics, RequestObserver
 from .selftest import DATA_DIR as SELFTEST_DATA
 from .selftest import SelfTester, SelfTestResult
+from .security import bind, open_keys
 
 log = logging.getLogger("hashmatch.server")
 
@@ -27,6 +32,10 @@ SERVICE_NAMES = (
     matcher_pb2.DESCRIPTOR.services_by_name["MatcherService"].full_name,
     lists_pb2.DESCRIPTOR.services_by_name["ListsService"].full_name,
 )
+KEYS_SERVICE = keys_pb2.DESCRIPTOR.services_by_name["KeysService"].full_name
+# Metadata (the API key included) above this is refused by gRPC itself. Soft and hard limits are
+# equal so the outcome is certain (between them gRPC refuses at random).
+MAX_METADATA_BYTES = 16 * 1024
 
 
 class HashmatchServer:
@@ -39,9 +48,13 @@ class HashmatchServer:
         health_servicer: health.HealthServicer,
         metrics: Metrics,
         config: ServerConfig,
+        keys: KeyStore | None = None,
+        limits: LimitsInterceptor | None = None,
     ) -> None:
         self.grpc_server = grpc_server
         self.lists = lists
+        self.keys = keys
+        self.limits = limits
         self.health = health_servicer
         self.metrics = metrics
         self.config = config
@@ -86,6 +99,8 @@ class HashmatchServer:
             self._metrics_http.shutdown()
             self._metrics_http.server_close()
         self.lists.close()
+        if self.keys is not None:
+            self.keys.close()
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:
         return self.grpc_server.wait_for_termination(timeout)
@@ -94,29 +109,51 @@ class HashmatchServer:
 def create_server(address: str, config: ServerConfig) -> tuple[HashmatchServer, int]:
     """Build and bind the server (not started). Binding port 0 picks a free port: returned."""
     lists = HashLists(SQLiteStore(config.database_path))
+    try:
+        keys = open_keys(config)
+    except BaseException:
+        lists.close()
+        raise
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
         ("grpc.so_reuseport", 0),
+        ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+        ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
     ]
     metrics = Metrics(lists)
-    # The observer is outermost, so refusals by inner interceptors are counted and logged too.
-    interceptors: list[grpc.ServerInterceptor] = [RequestObserver(metrics)]
+    authenticator = Authenticator(keys, config.tls.client_roles if config.tls else None) if keys else None
+    limits = LimitsInterceptor(config.limits, lists)
+    # The observer is outermost, so refusals by inner interceptors are counted and logged too;
+    # auth comes before limits, which count per authenticated key; the shortcut, before auth,
+    # refuses credentials just refused for rate without parsing or looking up anything.
+    interceptors: list[grpc.ServerInterceptor] = [
+        RequestObserver(metrics), limits.shortcut, AuthInterceptor(authenticator), limits
+    ]
     grpc_server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=config.threads), options=options, interceptors=interceptors
+        futures.ThreadPoolExecutor(max_workers=config.threads),
+        options=options,
+        interceptors=interceptors,
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
     )
     matcher_pb2_grpc.add_MatcherServiceServicer_to_server(MatcherServicer(lists, config), grpc_server)
-    lists_pb2_grpc.add_ListsServiceServicer_to_server(ListsServicer(lists), grpc_server)
+    lists_pb2_grpc.add_ListsServiceServicer_to_server(ExportingListsServicer(lists), grpc_server)
+    if keys is not None:
+        keys_pb2_grpc.add_KeysServiceServicer_to_server(KeysServicer(keys), grpc_server)
+    served = (*SERVICE_NAMES, KEYS_SERVICE) if keys is not None else SERVICE_NAMES
     health_servicer = health.HealthServicer()
     for name in ("", *SERVICE_NAMES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
     if config.reflection:
         reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), grpc_server
+            (*served, health.SERVICE_NAME, reflection.SERVICE_NAME), grpc_server
         )
-    port = grpc_server.add_insecure_port(address)
-    if port == 0:
+    try:
+        port = bind(grpc_server, address, config)
+    except BaseException:
         lists.close()
-        raise OSError(f"could not bind {address}")
-    return HashmatchServer(grpc_server, lists, health_servicer, metrics, config), port
+        if keys is not None:
+            keys.close()
+        raise
+    return HashmatchServer(grpc_server, lists, health_servicer, metrics, config, keys, limits), port

@@ -6,6 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hashmatch.hashing import DEFAULT_MAX_PIXELS
+from hashmatch.index.keys import ADMIN_KEY_FILE
+
+from .limits import Limits
+from .tls import TlsConfig
 
 
 @dataclass(frozen=True)
@@ -15,6 +19,9 @@ class ServerConfig:
     max_message_bytes: int = 32 * 1024 * 1024
     # Largest decoded image, checked from the header before any pixel is decoded.
     max_pixels: int = DEFAULT_MAX_PIXELS
+    # Hash every upload in fast mode (JPEGs decoded at reduced scale: a few bits of drift from the
+    # exact hashes; docs/hashing.md). Off: each request chooses with its own `fast` field.
+    fast: bool = False
     # Most hashes in one MatchHashes request.
     max_query_hashes: int = 1024
     # Threads serving RPCs.
@@ -23,6 +30,15 @@ class ServerConfig:
     reflection: bool = True
     # Seconds in-flight requests get to finish on SIGTERM.
     grace_seconds: float = 10.0
+    # API keys and roles (server/auth.py). Off only by explicit choice (--insecure-no-auth).
+    auth: bool = True
+    # TLS or mutual TLS (server/tls.py); None: plaintext, for loopback or behind a TLS proxy.
+    tls: TlsConfig | None = None
+    # Per-key rates and concurrency, upload and list counts (server/limits.py).
+    limits: Limits = Limits()
+    # RPCs in progress or waiting for a thread, all callers together; more are refused at once
+    # (RESOURCE_EXHAUSTED), so a flood queues no unbounded work or memory.
+    max_concurrent_rpcs: int = 256
     # host:port of the Prometheus /metrics endpoint (port 0: any free port); None: no endpoint.
     metrics_address: str | None = None
     # Run the known-answer self-test at start-up (and then every interval); health waits for it.
@@ -35,3 +51,8 @@ class ServerConfig:
     @property
     def database_path(self) -> Path:
         return self.data_dir / "hashmatch.sqlite3"
+
+    @property
+    def admin_key_path(self) -> Path:
+        """Where the first start writes the first admin key (owner-only)."""
+        return self.data_dir / ADMIN_KEY_FILE

@@ -61,6 +61,8 @@ def hash_result_to_proto(result: HashResult) -> hashes_pb2.Hash:
     message = hashes_pb2.Hash(algorithm=algorithm_to_proto(result.hash.algorithm), value=result.hash.hex)
     if result.quality is not None:
         message.quality = result.quality
+    if result.orientation is not Orientation.ORIGINAL:  # unset means the image as uploaded
+        message.orientation = orientation_to_proto(result.orientation)
     return message
 
 

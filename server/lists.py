@@ -11,6 +11,7 @@ from hashmatch.index import HashLists, InvalidEntry, NewEntry
 from hashmatch.v1 import lists_pb2, lists_pb2_grpc
 
 from . import convert
+from .auth import current_actor
 from .errors import RequestError, unary
 
 
@@ -26,6 +27,7 @@ class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
             convert.thresholds_from_proto(request.thresholds, "thresholds"),
             request.enabled if request.HasField("enabled") else True,
             request.match_orientations if request.HasField("match_orientations") else True,
+            actor=_actor(context),
         )
         return lists_pb2.CreateListResponse(list=convert.list_to_proto(info))
 
@@ -45,12 +47,13 @@ class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
             convert.thresholds_from_proto(request.thresholds, "thresholds") or None,
             request.enabled if request.HasField("enabled") else None,
             request.match_orientations if request.HasField("match_orientations") else None,
+            actor=_actor(context),
         )
         return lists_pb2.UpdateListResponse(list=convert.list_to_proto(info))
 
     @unary
     def DeleteList(self, request: lists_pb2.DeleteListRequest, context: grpc.ServicerContext):
-        return lists_pb2.DeleteListResponse(entries_removed=self._lists.delete_list(request.name))
+        return lists_pb2.DeleteListResponse(entries_removed=self._lists.delete_list(request.name, actor=_actor(context)))
 
     @unary
     def UploadHashes(
@@ -99,7 +102,7 @@ class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
                 "UPLOAD_NOT_COMMITTED",
             )
         rejected = [first_unparsed] if first_unparsed else []
-        outcome, info = self._lists.add_entries(list_name, entries, rejected)
+        outcome, info = self._lists.add_entries(list_name, entries, rejected, actor=_actor(context))
         return lists_pb2.UploadHashesResponse(
             received=outcome.received, added=outcome.added, unchanged=outcome.unchanged, list=convert.list_to_proto(info)
         )
@@ -110,8 +113,14 @@ class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "give entry_ids or hashes to remove")
         hashes = [convert.hash_from_proto(h, f"hashes[{i}]") for i, h in enumerate(request.hashes)]
         return lists_pb2.RemoveHashesResponse(
-            removed=self._lists.remove_entries(request.list_name, list(request.entry_ids), hashes)
+            removed=self._lists.remove_entries(request.list_name, list(request.entry_ids), hashes, actor=_actor(context))
         )
+
+
+def _actor(context: grpc.ServicerContext) -> str:
+    """Who makes a change, for the store's audit trail: the API key's name, or the gRPC peer
+    when the server runs without authentication."""
+    return current_actor() or context.peer() or "unknown"
 
 
 def _entry(message: lists_pb2.HashEntry, position: int) -> NewEntry:

@@ -17,6 +17,7 @@ from hashmatch.v1 import hashes_pb2, matcher_pb2, matcher_pb2_grpc
 from . import convert
 from .config import ServerConfig
 from .errors import RequestError, status_of, streaming, unary
+from .limits import ensure_active
 
 
 class MatcherServicer(matcher_pb2_grpc.MatcherServiceServicer):
@@ -24,21 +25,45 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServiceServicer):
         self._lists = lists
         self._config = config
 
-    def _hash(self, image: bytes, algorithm_values: Sequence[int], field: str) -> ImageHashes:
+    def _hash(
+        self, image: bytes, algorithm_values: Sequence[int], field: str, *, fast: bool, orientations: bool
+    ) -> ImageHashes:
         algorithms = convert.algorithms_from_proto(algorithm_values, field) or list(DEFAULT_ALGORITHMS)
-        return hash_image(image, algorithms, max_pixels=self._config.max_pixels)
+        return hash_image(
+            image,
+            algorithms,
+            max_pixels=self._config.max_pixels,
+            orientations=orientations,
+            fast=fast or self._config.fast,
+        )
 
     @unary
     def HashImage(self, request: matcher_pb2.HashImageRequest, context: grpc.ServicerContext):
-        hashes = self._hash(request.image, request.algorithms, "algorithms")
+        hashes = self._hash(
+            request.image, request.algorithms, "algorithms",
+            fast=request.fast, orientations=request.include_orientations,
+        )
         return matcher_pb2.HashImageResponse(
-            hashes=[convert.hash_result_to_proto(r) for r in hashes.results],
+            hashes=[convert.hash_result_to_proto(r) for r in hashes.results + hashes.variants],
             image=convert.image_info_to_proto(hashes),
         )
 
-    def _match_image(self, request: matcher_pb2.MatchImageRequest) -> matcher_pb2.MatchImageResponse:
-        hashes = self._hash(request.image, request.algorithms, "algorithms")
-        found = self._lists.match([r.hash for r in hashes.results], request.list_names)
+    def _match_image(
+        self, request: matcher_pb2.MatchImageRequest, context: grpc.ServicerContext
+    ) -> matcher_pb2.MatchImageResponse:
+        # Every orientation is hashed and searched; lists with match_orientations off ignore the
+        # variants (HashLists.match), and a variant's hit points at its algorithm's original hash.
+        hashes = self._hash(request.image, request.algorithms, "algorithms", fast=request.fast, orientations=True)
+        # Hashing is the costly step: a client that gave up meanwhile gets no search.
+        ensure_active(context)
+        original_index = {r.hash.algorithm: i for i, r in enumerate(hashes.results)}
+        queries = hashes.results + hashes.variants
+        found = self._lists.match(
+            [r.hash for r in queries],
+            request.list_names,
+            [r.orientation for r in queries],
+            [original_index[r.hash.algorithm] for r in queries],
+        )
         return matcher_pb2.MatchImageResponse(
             hashes=[convert.hash_result_to_proto(r) for r in hashes.results],
             matches=[convert.hit_to_proto(h) for h in found.hits],
@@ -48,7 +73,7 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServiceServicer):
 
     @unary
     def MatchImage(self, request: matcher_pb2.MatchImageRequest, context: grpc.ServicerContext):
-        return self._match_image(request)
+        return self._match_image(request, context)
 
     @unary
     def MatchHashes(self, request: matcher_pb2.MatchHashesRequest, context: grpc.ServicerContext):
@@ -74,8 +99,9 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServiceServicer):
         self, request_iterator: Iterator[matcher_pb2.MatchImageStreamRequest], context: grpc.ServicerContext
     ):
         for item in request_iterator:
+            ensure_active(context)
             try:
-                response = self._match_image(item.request)
+                response = self._match_image(item.request, context)
             except Exception as exc:  # noqa: BLE001 - one bad image must not end the stream
                 code, _reason, message = status_of(exc, "MatchImageStream")
                 yield matcher_pb2.MatchImageStreamResponse(

@@ -37,6 +37,9 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
     def start(data_dir: Path | None = None, **overrides: Any) -> RunningServer:
         # The known-answer self-test has tests of its own; skipping it keeps each server start fast.
         overrides.setdefault("selftest", False)
+        # Most tests are about matching, not about keys: their servers run without auth.
+        # The security tests (tests/test_security*.py, test_auth*.py, test_tls*.py) pass auth=True.
+        overrides.setdefault("auth", False)
         config = replace(ServerConfig(data_dir=data_dir or tmp_path / f"data{len(started)}"), **overrides)
         srv, port = create_server("127.0.0.1:0", config)
         srv.start()

@@ -11,12 +11,13 @@
 How photo() keeps different seeds apart: a smooth random colour field, a gradient and a dozen
 random translucent shapes give natural-looking content with plenty of edges (PDQ quality 85+).
 Random pictures alone would collide now and then under pHash (64 bits; two random pictures are
-32 +- 4 bits apart, so among 50 pictures a few pairs come within 20). So photo() also sets the
-signs of the 63 low-frequency DCT coefficients that pHash thresholds, to a row of a 64x64
-Hadamard matrix: any two rows differ in exactly 32 places. It does so with the smallest
+32 +- 4 bits apart, so among 50 pictures a few pairs come within 20, and matching all 8
+orientations makes that 8 times likelier). So photo() also sets the signs of the 63
+low-frequency DCT coefficients that pHash thresholds, to a chosen pattern, with the smallest
 luminance correction that reaches the target signs with a margin, a smooth field added to the
-picture (a few passes, to absorb clipping). Seeds 0..62 thus have pHashes exactly 32 bits apart;
-seeds further on reuse the rows under a per-block random mask.
+picture (a few passes, to absorb clipping). Seeds 0..63 get patterns at least 22 bits apart from
+every rotation and mirror image of each other (and of themselves); further seeds get fresh
+random patterns.
 """
 
 from __future__ import annotations
@@ -51,31 +52,64 @@ _PHASH_N = 32
 _PHASH_K = 8
 _MARGIN = 1000.0  # smallest |coefficient| wanted, in scipy's unnormalised DCT units
 _PASSES = 3
+_TABLE = 64  # seeds 0..63 get patterns from the separated table
+_SEPARATION = 22  # pHash bits between any two of them, in any orientation of either
 
 
-def _hadamard(n: int) -> np.ndarray:
-    h = np.array([[1]], dtype=np.int64)
-    while h.shape[0] < n:
-        h = np.block([[h, h], [h, -h]])
-    return h
-
-
-_HADAMARD = _hadamard(_PHASH_K * _PHASH_K)
 _DCT = 2 * np.cos(
     np.pi * np.arange(_PHASH_N)[:, None] * (2 * np.arange(_PHASH_N)[None, :] + 1) / (2 * _PHASH_N)
 )
 
 
-def _target_signs(seed: int) -> np.ndarray:
-    # Rows 1..63 all start with +1 (the DC term, always above the median) and are balanced.
-    rows = _HADAMARD.shape[0] - 1
-    signs = _HADAMARD[1 + seed % rows].reshape(_PHASH_K, _PHASH_K).copy()
-    block = seed // rows
-    if block:
-        mask = np.random.default_rng([block, 0x5EED]).integers(0, 2, signs.shape) * 2 - 1
-        mask[0, 0] = 1
-        signs *= mask
+def _balanced_signs(rng: np.random.Generator) -> np.ndarray:
+    """An 8x8 pattern of +-1, DC +1, with 8 of each sign in each of the 4 classes of positions by
+    (row parity, column parity). Mirroring the picture negates the odd rows or columns of its DCT,
+    so every mirror image and rotation of such a pattern is balanced too: the hash of each variant
+    is then exactly the transformed pattern (the median falls between the signs)."""
+    signs = np.empty((_PHASH_K, _PHASH_K), dtype=np.int64)
+    rows, columns = np.indices(signs.shape)
+    for parity in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        where = np.flatnonzero(((rows % 2) == parity[0]) & ((columns % 2) == parity[1]))
+        chosen = np.array([1] * 8 + [-1] * 8)
+        if parity == (0, 0):  # the DC term is always above the median: +1, so 7 more +1
+            where, chosen = where[1:], np.array([1] * 7 + [-1] * 8)
+        signs.flat[where] = rng.permutation(chosen)
+    signs[0, 0] = 1
     return signs
+
+
+def _orbit(signs: np.ndarray) -> np.ndarray:
+    """The pattern in all 8 orientations (mirrors by sign, rotations by transposing), flattened."""
+    odd = np.where(np.arange(_PHASH_K) % 2 == 1, -1, 1)
+    mirrors = (signs, signs * odd[:, None], signs * odd[None, :], signs * odd[:, None] * odd[None, :])
+    return np.array([m.ravel() for mirror in mirrors for m in (mirror, mirror.T)])
+
+
+@functools.lru_cache(maxsize=1)
+def _sign_table() -> tuple[np.ndarray, ...]:
+    """_TABLE patterns, each at least _SEPARATION bits from every orientation of every other and
+    of itself (greedy from a fixed random sequence: deterministic, ~1 s once per process)."""
+    rng = np.random.default_rng(0x5EED)
+    table: list[np.ndarray] = []
+    taken = np.zeros((0, _PHASH_K * _PHASH_K), dtype=np.int64)
+    while len(table) < _TABLE:
+        candidate = _balanced_signs(rng)
+        orbit = _orbit(candidate)
+        if (orbit[1:] != orbit[0]).sum(axis=1).min() < _SEPARATION:
+            continue  # too close to one of its own rotations or mirror images
+        if len(taken) and (orbit[:, None, :] != taken[None, :, :]).sum(axis=2).min() < _SEPARATION:
+            continue
+        table.append(candidate)
+        taken = np.vstack([taken, orbit])
+    return tuple(table)
+
+
+def _target_signs(seed: int) -> np.ndarray:
+    table = _sign_table()
+    if seed < len(table):
+        return table[seed].copy()
+    # Further seeds: fresh balanced patterns, about 32 +- 4 bits from everything else.
+    return _balanced_signs(np.random.default_rng([seed, 0x5EED]))
 
 
 def _low_dct(rgb: np.ndarray) -> np.ndarray:

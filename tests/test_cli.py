@@ -217,7 +217,7 @@ def test_match_found_and_not_found(run: Run, server: Any, images: dict[str, Path
     code, out, err = run("match", str(images["a_small"]), str(images["b"]))
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0].split() == ["FILE", "LIST", "ENTRY", "ID", "LABEL", "ALGORITHM", "DISTANCE", "THRESHOLD"]
+    assert lines[0].split() == ["FILE", "LIST", "ENTRY", "ID", "LABEL", "ALGORITHM", "DISTANCE", "THRESHOLD", "ORIENTATION"]
     matches = [line.split() for line in lines[1:] if not line.endswith("no match")]
     assert {tuple(m[:4]) for m in matches} == {(str(images["a_small"]), "known", "entry-a", "violence")}
     assert {m[4] for m in matches} == {"pdq", "phash"}
@@ -460,7 +460,8 @@ def test_serve_execs_the_server_passing_every_argument(tmp_path: Path) -> None:
         line = proc.stdout.readline() if proc.stdout else ""
         found = re.search(r"hashmatch listening on (\S+:\d+)", line)
         assert found, (line, proc.stderr.read() if proc.poll() is not None and proc.stderr else "")
-        with Client(found.group(1)) as c:
+        # The first start made an admin key (auth is on by default) and wrote it to the data folder.
+        with Client(found.group(1), api_key=(data_dir / "admin.key").read_text().strip()) as c:
             c.create_list("served")
             assert [hl.name for hl in c.list_lists()] == ["served"]
         assert data_dir.is_dir()  # --data-dir reached the server untouched

@@ -413,7 +413,7 @@ def test_idempotent_calls_ride_out_a_server_starting(tmp_path: Path) -> None:
 
     def start_later() -> None:
         time.sleep(0.2)
-        srv, _ = create_server(f"127.0.0.1:{port}", ServerConfig(data_dir=tmp_path))
+        srv, _ = create_server(f"127.0.0.1:{port}", ServerConfig(data_dir=tmp_path, auth=False))
         srv.start()
         started.append(srv)
 
@@ -426,6 +426,7 @@ def test_idempotent_calls_ride_out_a_server_starting(tmp_path: Path) -> None:
             thread.start()
             # One call: its first attempt meets nothing listening; a retry finds the server.
             assert c.list_lists() == ()
+            thread.join()  # start() may still be running its self-test when the call is answered
             assert started
     finally:
         thread.join()

@@ -93,6 +93,28 @@ def test_helpers_make_what_they_say() -> None:
 
 
 def test_phash_oracle_agrees_with_steering() -> None:
-    """The generator steers imagehash's pHash itself, not a look-alike."""
-    a, b = imagehash.phash(photo(3)), imagehash.phash(photo(4))
-    assert a - b == 32
+    """The generator steers imagehash's pHash itself, not a look-alike: the hash is the pattern."""
+    from imagegen import _target_signs
+
+    for seed in (3, 4, 70):
+        assert (imagehash.phash(photo(seed)).hash == (_target_signs(seed) > 0)).all()
+
+
+def test_different_seeds_are_far_apart_in_every_orientation() -> None:
+    """Matching searches all 8 orientations, so no rotation or mirror image of one seed may come
+    near another seed (or the seed itself: a rotated copy must not match as the original)."""
+    from hashmatch.hashing import Orientation
+
+    seeds = range(24)
+    variants = {s: hash_pil_image(photo(s), [Algorithm.PDQ, Algorithm.PHASH], orientations=True) for s in seeds}
+    closest = {Algorithm.PDQ: 256, Algorithm.PHASH: 64}
+    for a in seeds:
+        originals = {r.algorithm: r.hash for r in variants[a][:2]}
+        for b in seeds:
+            for r in variants[b]:
+                if a == b and r.orientation is Orientation.ORIGINAL:
+                    continue
+                closest[r.algorithm] = min(closest[r.algorithm], originals[r.algorithm].distance(r.hash))
+    print(f"closest in any orientation: {closest}")
+    assert closest[Algorithm.PDQ] > 80
+    assert closest[Algorithm.PHASH] >= 22

@@ -136,6 +136,12 @@ LISTS_METHODS = {
     "DeleteList": (False, False),
     "UploadHashes": (True, False),
     "RemoveHashes": (False, False),
+    "ExportHashes": (False, True),
+}
+KEYS_METHODS = {
+    "CreateKey": (False, False),
+    "ListKeys": (False, False),
+    "RevokeKey": (False, False),
 }
 ALGORITHMS = {
     "ALGORITHM_UNSPECIFIED": 0,
@@ -151,7 +157,11 @@ ALGORITHMS = {
 
 @pytest.mark.parametrize(
     ("module_name", "service", "methods"),
-    [("matcher", "MatcherService", MATCHER_METHODS), ("lists", "ListsService", LISTS_METHODS)],
+    [
+        ("matcher", "MatcherService", MATCHER_METHODS),
+        ("lists", "ListsService", LISTS_METHODS),
+        ("keys", "KeysService", KEYS_METHODS),
+    ],
 )
 def test_services_are_the_contract(module_name, service, methods):
     pb2 = importlib.import_module(f"hashmatch.v1.{module_name}_pb2")

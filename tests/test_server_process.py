@@ -29,6 +29,11 @@ def start(data_dir: Path) -> tuple[subprocess.Popen, str]:
     raise AssertionError(f"server exited with {proc.wait()} before announcing its port")
 
 
+def admin_key(data_dir: Path) -> tuple[tuple[str, str]]:
+    """The key the first start wrote (auth is on by default), as call metadata."""
+    return (("authorization", "Bearer " + (data_dir / "admin.key").read_text().strip()),)
+
+
 def test_process_persists_lists_and_exits_zero_on_sigterm(tmp_path: Path) -> None:
     data = tmp_path / "data"
     proc, address = start(data)
@@ -36,7 +41,9 @@ def test_process_persists_lists_and_exits_zero_on_sigterm(tmp_path: Path) -> Non
         with grpc.insecure_channel(address) as channel:
             status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10).status
             assert status == health_pb2.HealthCheckResponse.SERVING
-            lists_pb2_grpc.ListsServiceStub(channel).CreateList(lists_pb2.CreateListRequest(name="kept"), timeout=10)
+            lists_pb2_grpc.ListsServiceStub(channel).CreateList(
+                lists_pb2.CreateListRequest(name="kept"), timeout=10, metadata=admin_key(data)
+            )
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
@@ -46,7 +53,7 @@ def test_process_persists_lists_and_exits_zero_on_sigterm(tmp_path: Path) -> Non
     try:
         with grpc.insecure_channel(address) as channel:
             names = [l.name for l in lists_pb2_grpc.ListsServiceStub(channel).ListLists(
-                lists_pb2.ListListsRequest(), timeout=10).lists]
+                lists_pb2.ListListsRequest(), timeout=10, metadata=admin_key(data)).lists]
             assert names == ["kept"]
     finally:
         proc.send_signal(signal.SIGTERM)

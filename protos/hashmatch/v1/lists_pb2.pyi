@@ -175,3 +175,15 @@ class RemoveHashesResponse(_message.Message):
     REMOVED_FIELD_NUMBER: _ClassVar[int]
     removed: int
     def __init__(self, removed: _Optional[int] = ...) -> None: ...
+
+class ExportHashesRequest(_message.Message):
+    __slots__ = ("list_name",)
+    LIST_NAME_FIELD_NUMBER: _ClassVar[int]
+    list_name: str
+    def __init__(self, list_name: _Optional[str] = ...) -> None: ...
+
+class ExportHashesResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[HashEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[HashEntry, _Mapping]]] = ...) -> None: ...

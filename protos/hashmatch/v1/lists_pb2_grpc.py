@@ -70,6 +70,11 @@ class ListsServiceStub:
                 request_serializer=hashmatch_dot_v1_dot_lists__pb2.RemoveHashesRequest.SerializeToString,
                 response_deserializer=hashmatch_dot_v1_dot_lists__pb2.RemoveHashesResponse.FromString,
                 _registered_method=True)
+        self.ExportHashes = channel.unary_stream(
+                '/hashmatch.v1.ListsService/ExportHashes',
+                request_serializer=hashmatch_dot_v1_dot_lists__pb2.ExportHashesRequest.SerializeToString,
+                response_deserializer=hashmatch_dot_v1_dot_lists__pb2.ExportHashesResponse.FromString,
+                _registered_method=True)
 
 
 class ListsServiceServicer:
@@ -124,6 +129,14 @@ class ListsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportHashes(self, request, context):
+        """Streams a list's entries, hash values included, in batches. The only method
+        that returns listed hash values: it needs the curate role and is audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ListsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -161,6 +174,11 @@ def add_ListsServiceServicer_to_server(servicer, server):
                     servicer.RemoveHashes,
                     request_deserializer=hashmatch_dot_v1_dot_lists__pb2.RemoveHashesRequest.FromString,
                     response_serializer=hashmatch_dot_v1_dot_lists__pb2.RemoveHashesResponse.SerializeToString,
+            ),
+            'ExportHashes': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportHashes,
+                    request_deserializer=hashmatch_dot_v1_dot_lists__pb2.ExportHashesRequest.FromString,
+                    response_serializer=hashmatch_dot_v1_dot_lists__pb2.ExportHashesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -353,6 +371,33 @@ class ListsService:
             '/hashmatch.v1.ListsService/RemoveHashes',
             hashmatch_dot_v1_dot_lists__pb2.RemoveHashesRequest.SerializeToString,
             hashmatch_dot_v1_dot_lists__pb2.RemoveHashesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportHashes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/hashmatch.v1.ListsService/ExportHashes',
+            hashmatch_dot_v1_dot_lists__pb2.ExportHashesRequest.SerializeToString,
+            hashmatch_dot_v1_dot_lists__pb2.ExportHashesResponse.FromString,
             options,
             channel_credentials,
             insecure,

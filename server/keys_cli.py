@@ -1,0 +1,129 @@
+"""``python -m hashmatch.server keys create|ls|revoke --data-dir DIR``: API keys, offline.
+
+Works on the data folder's SQLite file directly, so it needs no running server and no key: it is
+how an operator who can read the data folder recovers from a lost or revoked admin key. (Whoever
+can read that folder can read the lists anyway.) ``hashmatch keys ... --data-dir`` runs this.
+
+A new key is printed once, on stdout; everything else goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+from hashmatch.index.keys import ROLES, ApiKeyError, ApiKeyInfo, KeyStore
+
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def expiry_arg(text: str) -> datetime:
+    """``30d``, ``12h``, ``90m``, ``2w`` from now, or an ISO 8601 time (UTC unless it says otherwise)."""
+    found = _DURATION.match(text.strip())
+    if found:
+        return datetime.now(timezone.utc) + timedelta(**{_UNITS[found.group(2)]: int(found.group(1))})
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a duration (30d, 12h, 90m) or an ISO time, got {text!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def roles_arg(text: str) -> list[str]:
+    roles = [r.strip().lower() for r in text.split(",") if r.strip()]
+    unknown = [r for r in roles if r not in ROLES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown role {unknown[0]!r}: roles are {', '.join(ROLES)}")
+    return roles
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hashmatch keys", description="Manage API keys in a data folder (offline).")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=summary, description=summary)
+        sub.add_argument("--data-dir", type=Path, required=True, help="the server's data folder")
+        sub.add_argument("--json", action="store_true", help="print JSON on stdout")
+        return sub
+
+    sub = command("create", "create a key; it is printed once, on stdout")
+    sub.add_argument("name", help="who holds the key (shown in the audit log)")
+    sub.add_argument("--role", dest="roles", action="extend", type=roles_arg, required=True,
+                     metavar="ROLE", help=f"repeatable or comma-separated: {', '.join(ROLES)}")
+    sub.add_argument("--expires", type=expiry_arg, default=None, metavar="WHEN",
+                     help="30d, 12h, 90m, 2w from now, or an ISO 8601 time (default: never)")
+    sub = command("ls", "list keys (never their secrets)")
+    sub.add_argument("--all", action="store_true", help="include revoked keys")
+    sub = command("revoke", "revoke a key at once")
+    sub.add_argument("key", help="the key's id, or the name of an active key")
+    return parser
+
+
+def key_json(info: ApiKeyInfo) -> dict[str, Any]:
+    def stamp(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "id": info.key_id,
+        "name": info.name,
+        "roles": sorted(info.roles),
+        "state": info.state(),
+        "created": stamp(info.created),
+        "expires": stamp(info.expires),
+        "revoked": stamp(info.revoked),
+        "created_by": info.created_by,
+    }
+
+
+def _table(keys: Sequence[ApiKeyInfo]) -> str:
+    rows = [("ID", "NAME", "ROLES", "STATE", "CREATED", "EXPIRES", "CREATED BY")]
+    for k in keys:
+        rows.append((
+            k.key_id, k.name, ",".join(sorted(k.roles)), k.state(), k.created.strftime("%Y-%m-%d %H:%M"),
+            k.expires.strftime("%Y-%m-%d %H:%M") if k.expires else "never", k.created_by or "-",
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.data_dir.is_dir():
+        print(f"hashmatch keys: {args.data_dir} is not a folder (give the server's --data-dir)", file=sys.stderr)
+        return 1
+    store = KeyStore(args.data_dir / "hashmatch.sqlite3")
+    try:
+        return _run(args, store)
+    except ApiKeyError as exc:
+        print(f"hashmatch keys: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+
+
+def _run(args: argparse.Namespace, store: KeyStore) -> int:
+    if args.command == "create":
+        new = store.create(args.name, args.roles, args.expires, created_by="offline")
+        if args.json:
+            print(json.dumps({"key": key_json(new.info), "secret": new.secret}))
+        else:
+            print(f"created key {new.info.key_id} ({new.info.name}), roles {','.join(sorted(new.info.roles))}; "
+                  "it is shown only now:", file=sys.stderr)
+            print(new.secret)
+        return 0
+    if args.command == "ls":
+        keys = store.list(include_revoked=args.all)
+        print(json.dumps([key_json(k) for k in keys]) if args.json else (_table(keys) if keys else "no keys"))
+        return 0
+    # Offline is the way back in, so it may revoke even the last admin key.
+    info = store.revoke(args.key, keep_an_admin=False)
+    print(json.dumps(key_json(info)) if args.json else f"revoked key {info.key_id} ({info.name})")
+    return 0
