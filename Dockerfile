@@ -37,7 +37,8 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
  && useradd --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
         --shell /usr/sbin/nologin hashmatch \
  && mkdir -p /data \
- && chown 10001:10001 /data
+ && chown 10001:10001 /data \
+ && chmod 0700 /data
 USER 10001:10001
 WORKDIR /data
 VOLUME /data
