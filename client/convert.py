@@ -251,7 +251,16 @@ def match(message: hashes_pb2.Match) -> Match:
         threshold=message.threshold,
         query_index=message.query_index,
         orientation=orientation_from_proto(message.orientation),
+        region=_REGIONS.get(message.region, "whole"),
     )
+
+
+# Proto enum number -> the SDK's region name ("IMAGE_REGION_TRIMMED" -> "trimmed").
+_REGIONS = {
+    number: name.removeprefix("IMAGE_REGION_").lower()
+    for name, number in hashes_pb2.ImageRegion.items()
+    if number != hashes_pb2.IMAGE_REGION_UNSPECIFIED
+}
 
 
 def matches(messages: Iterable[hashes_pb2.Match]) -> tuple[Match, ...]:

@@ -74,6 +74,9 @@ class Match:
     # Which orientation of the query matched: ORIGINAL, or e.g. FLIP_HORIZONTAL when the
     # uploaded picture mirrored left to right is what the list holds.
     orientation: Orientation = Orientation.ORIGINAL
+    # Which region of the upload matched: "whole", "trimmed" (uniform borders removed) or
+    # "embedded" (the picture inside a screenshot).
+    region: str = "whole"
 
 
 @dataclass(frozen=True)

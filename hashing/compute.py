@@ -66,7 +66,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import imagehash
 import numpy as np
@@ -77,6 +77,7 @@ from .algorithms import DEFAULT_ALGORITHMS, Algorithm, Hash
 from .decode import SUPPORTED_FORMATS, open_image
 from .errors import DEFAULT_MAX_PIXELS, ImageError, ImageTooLarge, InvalidImage
 from .orientation import ALL_ORIENTATIONS, Orientation
+from .regions import region_crops
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -103,6 +104,7 @@ class HashResult:
     hash: Hash
     quality: int | None  # PDQ quality 0..100; None for every other algorithm
     orientation: Orientation = Orientation.ORIGINAL  # the picture this hash is of
+    region: str = "whole"  # or a region variant of hashing.regions: "trimmed", "embedded"
 
     @property
     def algorithm(self) -> Algorithm:
@@ -119,6 +121,9 @@ class ImageHashes:
     # With orientations=True: for each requested algorithm of ORIENTED, in request order, its
     # hashes of the 7 other orientations, in ALL_ORIENTATIONS order.
     variants: tuple[HashResult, ...] = ()
+    # With regions=True: the perceptual hashes (as uploaded, no turns) of each region found inside
+    # the image (uniform borders trimmed, the picture embedded in a screenshot), tagged by region.
+    region_variants: tuple[HashResult, ...] = ()
 
     def get(self, algorithm: Algorithm) -> HashResult | None:
         for result in self.results:
@@ -278,12 +283,14 @@ def hash_image(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     orientations: bool = False,
     fast: bool = False,
+    regions: bool = False,
 ) -> ImageHashes:
     """Hash an image file's bytes with each requested algorithm (see the module docstring).
 
     ``algorithms`` may also hold names ("pdq", "sha-256"); duplicates are dropped, order kept.
     ``orientations``: also the PDQ and pHash hashes of the 7 other orientations (``variants``).
     ``fast``: decode JPEGs at reduced scale (a few bits of drift; see the module docstring).
+    ``regions``: also hash the regions hashing.regions finds in the decoded frame (``region_variants``).
     Raises InvalidImage (empty, not an image, truncated/corrupt, unhashable pixel mode),
     ImageTooLarge (width x height over ``max_pixels``, checked before decoding), ValueError for
     an unknown or empty algorithm list or a non-positive ``max_pixels``.
@@ -299,9 +306,12 @@ def hash_image(
     digests = [a for a in wanted if a in _DIGESTS]
 
     opened = open_image(data, max_pixels=max_pixels, decode=bool(perceptual), fast=fast)
+    region_variants: tuple[HashResult, ...] = ()
     try:
         if perceptual:
             computed = _hash_frame(opened.image, perceptual, orientations, lambda: _digests(data, digests))
+            if regions:
+                region_variants = _hash_regions(opened.image, perceptual)
         else:
             computed = _digests(data, digests)
     finally:
@@ -314,7 +324,17 @@ def hash_image(
         format=opened.format,
         frame_count=opened.frame_count,
         variants=variants,
+        region_variants=region_variants,
     )
+
+
+def _hash_regions(frame: Image.Image, algorithms: Sequence[Algorithm]) -> tuple[HashResult, ...]:
+    """The hashes of each region found in the already decoded frame: no second decode."""
+    found: list[HashResult] = []
+    for name, crop in region_crops(frame):
+        results, _ = _split(_hash_frame(crop, algorithms, False), algorithms)
+        found.extend(replace(r, region=name) for r in results)
+    return tuple(found)
 
 
 #: hash_pil_image's default: the perceptual members of DEFAULT_ALGORITHMS (PDQ, pHash).

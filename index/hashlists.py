@@ -85,6 +85,7 @@ class HashLists:
         list_names: Iterable[str] = (),
         orientations: Sequence[Orientation] | None = None,
         query_indexes: Sequence[int] | None = None,
+        regions: Sequence[str] | None = None,
     ) -> Matches:
         """Every listed entry within its list's threshold of each query, over the enabled lists
         (restricted to ``list_names`` when given). Raises ListNotFound for an unknown name.
@@ -93,6 +94,8 @@ class HashLists:
         (default: all ORIGINAL); lists that do not match orientations ignore the other ones.
         ``query_indexes[i]`` is what a hit of ``queries[i]`` reports as its query index
         (default: ``i``), so variants can point at the hash of the image as uploaded.
+        ``regions[i]`` names the region of the upload ``queries[i]`` was hashed from (default:
+        all "whole"), reported by its hits.
 
         All queries of one algorithm are searched as one batch, once, at the largest threshold
         of the lists in play; each list's own threshold is applied to that one result."""
@@ -149,13 +152,14 @@ class HashLists:
             hits.append(Hit(
                 info.name, entry_id, label, algorithm, distance, info.thresholds[algorithm],
                 query_indexes[position], orientations[position],
+                regions[position] if regions else "whole",
             ))
-        # One hit per (list, entry, algorithm, query): the closest orientation wins.
+        # One hit per (list, entry, algorithm, query): the closest variant wins.
         best: dict[tuple, Hit] = {}
         for hit in hits:
             key = (hit.list_name, hit.entry_id, hit.algorithm, hit.query_index)
             kept = best.get(key)
-            if kept is None or (hit.distance, _rank(hit.orientation)) < (kept.distance, _rank(kept.orientation)):
+            if kept is None or _preference(hit) < _preference(kept):
                 best[key] = hit
         ordered = sorted(best.values(), key=lambda h: (h.query_index, h.distance, h.list_name, h.entry_id))
         return Matches(ordered, view.generation)
@@ -299,6 +303,11 @@ def _segment_of(algorithm: Algorithm, arrays: EntryArrays) -> Segment:
     codes = values.view(np.uint64).reshape(len(values), algorithm.spec.nbytes // 8) if len(values) else \
         np.empty((0, algorithm.spec.nbytes // 8), np.uint64)
     return Segment.build(algorithm.spec.bits, codes, arrays.row_ids, arrays.list_ids, exact=not algorithm.spec.perceptual)
+
+
+def _preference(hit: Hit) -> tuple[int, bool, int]:
+    # The closest first; among equals, the whole upload before a region, as uploaded before a turn.
+    return hit.distance, hit.region != "whole", _rank(hit.orientation)
 
 
 def _rank(orientation: Orientation) -> int:

@@ -59,6 +59,8 @@ class Hit:
     threshold: int
     query_index: int
     orientation: Orientation = Orientation.ORIGINAL
+    # Which region of the upload matched: "whole", or a region variant ("trimmed", "embedded").
+    region: str = "whole"
 
 
 @dataclass(frozen=True)

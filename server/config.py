@@ -17,6 +17,9 @@ class ServerConfig:
     data_dir: Path = Path("data")
     # Largest request message (an uploaded image, or one batch of an upload stream).
     max_message_bytes: int = 32 * 1024 * 1024
+    # MatchImage also searches the picture inside uniform borders and the one embedded in a
+    # screenshot, when it finds one (hashing.regions).
+    match_regions: bool = True
     # Largest decoded image, checked from the header before any pixel is decoded.
     max_pixels: int = DEFAULT_MAX_PIXELS
     # Hash every upload in fast mode (JPEGs decoded at reduced scale: a few bits of drift from the

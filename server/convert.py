@@ -82,6 +82,7 @@ def hit_to_proto(hit: Hit) -> hashes_pb2.Match:
         threshold=hit.threshold,
         query_index=hit.query_index,
         orientation=orientation_to_proto(hit.orientation),
+        region=hashes_pb2.ImageRegion.Value(f"IMAGE_REGION_{hit.region.upper()}"),
     )
 
 

@@ -26,7 +26,14 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServiceServicer):
         self._config = config
 
     def _hash(
-        self, image: bytes, algorithm_values: Sequence[int], field: str, *, fast: bool, orientations: bool
+        self,
+        image: bytes,
+        algorithm_values: Sequence[int],
+        field: str,
+        *,
+        fast: bool,
+        orientations: bool,
+        regions: bool = False,
     ) -> ImageHashes:
         algorithms = convert.algorithms_from_proto(algorithm_values, field) or list(DEFAULT_ALGORITHMS)
         return hash_image(
@@ -35,6 +42,7 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServiceServicer):
             max_pixels=self._config.max_pixels,
             orientations=orientations,
             fast=fast or self._config.fast,
+            regions=regions,
         )
 
     @unary
@@ -53,16 +61,22 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServiceServicer):
     ) -> matcher_pb2.MatchImageResponse:
         # Every orientation is hashed and searched; lists with match_orientations off ignore the
         # variants (HashLists.match), and a variant's hit points at its algorithm's original hash.
-        hashes = self._hash(request.image, request.algorithms, "algorithms", fast=request.fast, orientations=True)
+        hashes = self._hash(
+            request.image, request.algorithms, "algorithms",
+            fast=request.fast, orientations=True, regions=self._config.match_regions,
+        )
         # Hashing is the costly step: a client that gave up meanwhile gets no search.
         ensure_active(context)
         original_index = {r.hash.algorithm: i for i, r in enumerate(hashes.results)}
-        queries = hashes.results + hashes.variants
+        # Variants (turns, regions) are searched in the same batch; a hit of one points at its
+        # algorithm's hash of the whole image as uploaded.
+        queries = hashes.results + hashes.variants + hashes.region_variants
         found = self._lists.match(
             [r.hash for r in queries],
             request.list_names,
             [r.orientation for r in queries],
             [original_index[r.hash.algorithm] for r in queries],
+            [r.region for r in queries],
         )
         return matcher_pb2.MatchImageResponse(
             hashes=[convert.hash_result_to_proto(r) for r in hashes.results],

@@ -283,3 +283,28 @@ def test_health_and_reflection(stubs) -> None:
         assert health.Check(health_pb2.HealthCheckRequest(service=service)).status == health_pb2.HealthCheckResponse.SERVING
     services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
     assert {"hashmatch.v1.MatcherService", "hashmatch.v1.ListsService", "grpc.health.v1.Health"} <= services
+
+
+@pytest.mark.parametrize("colour", [(0, 0, 0), (255, 255, 255), (30, 120, 200)], ids=["black", "white", "blue"])
+def test_a_bordered_copy_matches_through_its_trimmed_region(stubs, colour) -> None:
+    matcher, lists, _ = stubs
+    original = photo(12)
+    listed = {h.algorithm: h.value for h in matcher.HashImage(
+        matcher_pb2.HashImageRequest(image=encode(original, "PNG"), algorithms=[PDQ, PHASH])).hashes}
+    lists.CreateList(lists_pb2.CreateListRequest(name="framed"))
+    load(lists, "framed", [lists_pb2.HashEntry(algorithm=a, hash=v, id="p12") for a, v in listed.items()])
+    # A 10% frame on every side: as a whole, the copy is far from the listed hashes.
+    w, h = original.size
+    canvas = Image.new("RGB", (int(w * 1.2), int(h * 1.2)), colour)
+    canvas.paste(original, (w // 10, h // 10))
+    reply = matcher.MatchImage(matcher_pb2.MatchImageRequest(image=encode(canvas, "JPEG", quality=90)))
+    pdq = [m for m in reply.matches if m.algorithm == PDQ]
+    assert [(m.entry_id, m.region) for m in pdq] == [("p12", hashes_pb2.IMAGE_REGION_TRIMMED)]
+    assert pdq[0].distance <= 31 and reply.hashes[pdq[0].query_index].algorithm == PDQ
+    # The whole framed image alone is not what matched.
+    whole = matcher.MatchHashes(matcher_pb2.MatchHashesRequest(hashes=[reply.hashes[pdq[0].query_index]]))
+    assert [m for m in whole.matches if m.list_name == "framed"] == []
+    # An unframed copy matches as a whole.
+    plain = matcher.MatchImage(matcher_pb2.MatchImageRequest(image=encode(original, "JPEG", quality=90)))
+    assert {(m.algorithm, m.region) for m in plain.matches} == {
+        (PDQ, hashes_pb2.IMAGE_REGION_WHOLE), (PHASH, hashes_pb2.IMAGE_REGION_WHOLE)}

@@ -27,6 +27,13 @@ class Orientation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ORIENTATION_FLIP_VERTICAL: _ClassVar[Orientation]
     ORIENTATION_TRANSPOSE: _ClassVar[Orientation]
     ORIENTATION_TRANSVERSE: _ClassVar[Orientation]
+
+class ImageRegion(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    IMAGE_REGION_UNSPECIFIED: _ClassVar[ImageRegion]
+    IMAGE_REGION_WHOLE: _ClassVar[ImageRegion]
+    IMAGE_REGION_TRIMMED: _ClassVar[ImageRegion]
+    IMAGE_REGION_EMBEDDED: _ClassVar[ImageRegion]
 ALGORITHM_UNSPECIFIED: Algorithm
 ALGORITHM_PDQ: Algorithm
 ALGORITHM_PHASH: Algorithm
@@ -44,6 +51,10 @@ ORIENTATION_FLIP_HORIZONTAL: Orientation
 ORIENTATION_FLIP_VERTICAL: Orientation
 ORIENTATION_TRANSPOSE: Orientation
 ORIENTATION_TRANSVERSE: Orientation
+IMAGE_REGION_UNSPECIFIED: ImageRegion
+IMAGE_REGION_WHOLE: ImageRegion
+IMAGE_REGION_TRIMMED: ImageRegion
+IMAGE_REGION_EMBEDDED: ImageRegion
 
 class Hash(_message.Message):
     __slots__ = ("algorithm", "value", "quality", "orientation")
@@ -70,7 +81,7 @@ class ImageInfo(_message.Message):
     def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., format: _Optional[str] = ..., frame_count: _Optional[int] = ...) -> None: ...
 
 class Match(_message.Message):
-    __slots__ = ("list_name", "entry_id", "label", "algorithm", "distance", "threshold", "query_index", "orientation")
+    __slots__ = ("list_name", "entry_id", "label", "algorithm", "distance", "threshold", "query_index", "orientation", "region")
     LIST_NAME_FIELD_NUMBER: _ClassVar[int]
     ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +90,7 @@ class Match(_message.Message):
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     QUERY_INDEX_FIELD_NUMBER: _ClassVar[int]
     ORIENTATION_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
     list_name: str
     entry_id: str
     label: str
@@ -87,7 +99,8 @@ class Match(_message.Message):
     threshold: int
     query_index: int
     orientation: Orientation
-    def __init__(self, list_name: _Optional[str] = ..., entry_id: _Optional[str] = ..., label: _Optional[str] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., distance: _Optional[int] = ..., threshold: _Optional[int] = ..., query_index: _Optional[int] = ..., orientation: _Optional[_Union[Orientation, str]] = ...) -> None: ...
+    region: ImageRegion
+    def __init__(self, list_name: _Optional[str] = ..., entry_id: _Optional[str] = ..., label: _Optional[str] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., distance: _Optional[int] = ..., threshold: _Optional[int] = ..., query_index: _Optional[int] = ..., orientation: _Optional[_Union[Orientation, str]] = ..., region: _Optional[_Union[ImageRegion, str]] = ...) -> None: ...
 
 class Error(_message.Message):
     __slots__ = ("code", "message")
