@@ -235,6 +235,11 @@ class HashLists:
     def view(self) -> View:
         return self._view
 
+    @property
+    def last_change_time(self) -> float:
+        """When the lists served last changed (or were loaded): the index's age starts here."""
+        return self._view.published
+
     def _swap(self, expected: View, view: View) -> None:
         """Used by the compactor (under the write lock) to publish a restructured view."""
         assert self._view is expected

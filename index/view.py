@@ -9,6 +9,7 @@ meanwhile onto it.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -114,6 +115,8 @@ class View:
     indexes: Mapping[Algorithm, AlgorithmIndex]
     reader: Reader | None = None
     list_ids: Mapping[str, int] = field(default_factory=dict)
+    # When this state of the lists was published; a compaction's restructured copy keeps it.
+    published: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
         if not self.list_ids:

@@ -91,7 +91,6 @@ class _IndexCollector:
 
     def __init__(self, lists: HashLists) -> None:
         self._lists = lists
-        self._started = time.time()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         entries = GaugeMetricFamily("hashmatch_index_entries", "Entries searchable, by algorithm", labels=["algorithm"])
@@ -99,10 +98,9 @@ class _IndexCollector:
             entries.add_metric([algorithm.value], self._lists.entry_count(algorithm))
         yield entries
         yield GaugeMetricFamily("hashmatch_index_generation", "Generation of the lists served", value=self._lists.generation)
-        changed = getattr(self._lists, "last_change_time", None) or self._started
         yield GaugeMetricFamily(
             "hashmatch_index_age_seconds", "Seconds since the index last changed or was loaded",
-            value=time.time() - changed,
+            value=time.time() - self._lists.last_change_time,
         )
 
 
