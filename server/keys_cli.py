@@ -11,36 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Sequence
 
+# The same argument rules as `hashmatch keys`, which runs this module for --data-dir.
+from hashmatch.client.cli_security import expiry_arg, roles_arg
 from hashmatch.index.keys import ROLES, ApiKeyError, ApiKeyInfo, KeyStore
-
-_DURATION = re.compile(r"^(\d+)([smhdw])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def expiry_arg(text: str) -> datetime:
-    """``30d``, ``12h``, ``90m``, ``2w`` from now, or an ISO 8601 time (UTC unless it says otherwise)."""
-    found = _DURATION.match(text.strip())
-    if found:
-        return datetime.now(timezone.utc) + timedelta(**{_UNITS[found.group(2)]: int(found.group(1))})
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a duration (30d, 12h, 90m) or an ISO time, got {text!r}") from None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
-
-
-def roles_arg(text: str) -> list[str]:
-    roles = [r.strip().lower() for r in text.split(",") if r.strip()]
-    unknown = [r for r in roles if r not in ROLES]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown role {unknown[0]!r}: roles are {', '.join(ROLES)}")
-    return roles
 
 
 def build_parser() -> argparse.ArgumentParser:
