@@ -37,10 +37,13 @@ from hashmatch.client.errors import (
 )
 from hashmatch.client.keys import ApiKey, CreatedKey
 from hashmatch.client.models import (
+    AddedImage,
+    AddImagesResult,
     HashEntry,
     HashImageResult,
     HashList,
     HashValue,
+    ImageEntry,
     ImageInfo,
     Match,
     MatchImageResult,
@@ -51,6 +54,8 @@ from hashmatch.client.sync_client import Client
 from hashmatch.hashing.algorithms import Algorithm
 
 __all__ = [
+    "AddImagesResult",
+    "AddedImage",
     "Algorithm",
     "AlreadyExists",
     "ApiKey",
@@ -65,6 +70,7 @@ __all__ = [
     "HashList",
     "HashValue",
     "HashmatchError",
+    "ImageEntry",
     "ImageInfo",
     "ImageTooLarge",
     "Internal",

@@ -19,9 +19,11 @@ from hashmatch.client.convert import HashLike, ImageSource
 from hashmatch.client.credentials import PemSource
 from hashmatch.client.errors import from_rpc_error
 from hashmatch.client.models import (
+    AddImagesResult,
     HashEntry,
     HashImageResult,
     HashList,
+    ImageEntry,
     Match,
     MatchImageResult,
     StreamResult,
@@ -232,9 +234,13 @@ class AsyncClient(ClientConfig):
         thresholds: Mapping[Algorithm | str, int] | None = None,
         enabled: bool = True,
         match_orientations: bool = True,
+        confirmed_thresholds: Mapping[Algorithm | str, int] | None = None,
         timeout: Timeout = USE_CLIENT_DEFAULT,
     ) -> HashList:
-        request = convert.create_list_request(name, description, thresholds, enabled, match_orientations)
+        """``confirmed_thresholds``: the confirmation policy (see HashList.confirmed_thresholds)."""
+        request = convert.create_list_request(
+            name, description, thresholds, enabled, match_orientations, confirmed_thresholds
+        )
         return convert.hash_list((await self._call(self._lists.CreateList, request, timeout)).list)
 
     async def get_list(self, name: str, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> HashList:
@@ -253,9 +259,13 @@ class AsyncClient(ClientConfig):
         thresholds: Mapping[Algorithm | str, int] | None = None,
         enabled: bool | None = None,
         match_orientations: bool | None = None,
+        confirmed_thresholds: Mapping[Algorithm | str, int] | None = None,
         timeout: Timeout = USE_CLIENT_DEFAULT,
     ) -> HashList:
-        request = convert.update_list_request(name, description, thresholds, enabled, match_orientations)
+        # A confirmed threshold of 0 turns that algorithm's confirmation off.
+        request = convert.update_list_request(
+            name, description, thresholds, enabled, match_orientations, confirmed_thresholds
+        )
         return convert.hash_list((await self._call(self._lists.UpdateList, request, timeout)).list)
 
     async def delete_list(self, name: str, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> int:
@@ -294,6 +304,42 @@ class AsyncClient(ClientConfig):
                 raise errors.error from None
             raise
         return convert.upload_result(response)
+
+    async def add_images(
+        self,
+        list_name: str,
+        images: Iterable[ImageEntry | ImageSource] | AsyncIterable[ImageEntry | ImageSource],
+        *,
+        on_progress: Callable[[int], None] | None = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> AddImagesResult:
+        """See Client.add_images; ``images`` may also be an async iterable."""
+
+        async def requests() -> AsyncIterator[lists_pb2.AddImagesRequest]:
+            sent = 0
+            async for item in _aiter(images):
+                yield lists_pb2.AddImagesRequest(
+                    list_name=list_name if sent == 0 else "", images=[convert.image_entry(item)]
+                )
+                sent += 1
+                if on_progress is not None:
+                    on_progress(sent)
+            yield lists_pb2.AddImagesRequest(list_name=list_name if sent == 0 else "", commit=True)
+
+        errors = _RequestErrors()
+        try:
+            response = await self._lists.AddImages(
+                errors.capture(requests()), timeout=self.deadline(timeout), metadata=self.call_metadata()
+            )
+        except grpc.RpcError as error:
+            if errors.error is not None:
+                raise errors.error from None
+            raise from_rpc_error(error) from None
+        except asyncio.CancelledError:
+            if errors.error is not None:
+                raise errors.error from None
+            raise
+        return convert.add_images_result(response)
 
     async def remove_hashes(
         self,

@@ -19,8 +19,8 @@ from typing import Any, Callable, Iterator, NoReturn, Sequence, TextIO
 from hashmatch.client import cli_security, output
 from hashmatch.client.config import DEFAULT_ADDRESS, DEFAULT_TIMEOUT
 from hashmatch.client.errors import HashmatchError, InvalidArgument, ResourceExhausted
-from hashmatch.client.hashfiles import FORMATS, HashFileError, HashFileReader, detect_format
-from hashmatch.client.models import HashList
+from hashmatch.client.hashfiles import FORMATS, AlgorithmNeeded, HashFileError, HashFileReader
+from hashmatch.client.models import HashList, ImageEntry
 from hashmatch.client.sync_client import Client
 from hashmatch.hashing.algorithms import Algorithm
 
@@ -150,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--list", "-l", dest="lists", action="append", metavar="NAME",
                      help="list to match against (repeatable; default: every enabled list)")
     sub.add_argument("--algorithm", "-a", dest="algorithms", action="extend", type=algorithms_arg,
-                     metavar="ALG", help="algorithm to match with (repeatable; default: pdq, phash, md5, sha256)")
+                     metavar="ALG", help="algorithm to match with (repeatable; default: pdq, phash, md5, sha256, "
+                          "and sha1 when a list holds SHA-1 entries)")
     sub.add_argument("--fast", action="store_true",
                      help="decode JPEGs at reduced scale: faster, a few bits from the exact hashes")
 
@@ -163,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--threshold", dest="thresholds", action="append", type=threshold_arg, default=[],
                      metavar="ALG=N", help="match distance limit for an algorithm (repeatable)")
     sub.add_argument("--disabled", action="store_true", help="create the list disabled (never matches)")
+    sub.add_argument("--confirm", dest="confirmed", action="append", type=threshold_arg, default=[],
+                     metavar="ALG=N", help="confirmation policy: a looser limit for ALG that matches only when "
+                     "another algorithm of the same entry agrees (repeatable; e.g. --confirm pdq=92 "
+                     "--confirm phash=18)")
     sub.add_argument("--no-orientations", dest="match_orientations", action="store_false",
                      help="match only pictures as listed, not their rotations and mirror images")
 
@@ -184,21 +189,39 @@ def build_parser() -> argparse.ArgumentParser:
                        help="match rotations and mirror images of listed pictures too")
     turns.add_argument("--no-orientations", dest="match_orientations", action="store_const", const=False,
                        help="match only pictures as listed")
+    sub.add_argument("--confirm", dest="confirmed", action="append", type=threshold_arg, default=[],
+                     metavar="ALG=N", help="set ALG's confirmed (looser) limit; ALG=0 turns it off (repeatable)")
 
     sub = command(lists_commands, "rm", cmd_lists_rm, "delete a list and all its entries")
     sub.add_argument("name", metavar="NAME")
 
-    sub = command(lists_commands, "load", cmd_lists_load, "load hashes from a CSV, JSON Lines or text file")
+    sub = command(
+        lists_commands, "load", cmd_lists_load,
+        "load hashes from our CSV or JSON Lines, a ThreatExchange/HMA export, or a text file",
+    )
     sub.add_argument("list_name", metavar="LIST")
     sub.add_argument("file", metavar="FILE", type=Path)
     sub.add_argument("--format", choices=FORMATS, default=None,
-                     help="file format (default: from the extension: .csv, .jsonl/.ndjson, else text)")
+                     help="file format (default: from the first line, then the extension): csv (header "
+                          "'hash,algorithm,...'), threatexchange (CSV with 'signal_type,signal' columns, as HMA "
+                          "and python-threatexchange write), jsonl, text (one hash, or 'TYPE HASH', a line). "
+                          "Type names are ours or the exchanges' (ImagePDQ, video_md5, NCMEC's PDQ/MD5/SHA1); "
+                          "PhotoDNA is refused: it is proprietary and hashmatch cannot compute or match it")
     sub.add_argument("--algorithm", "-a", type=algorithm_arg, default=None, metavar="ALG",
-                     help="algorithm of every hash (text files), or of rows without an algorithm column")
+                     help="algorithm of hashes that do not name theirs (text lines, rows without an algorithm "
+                          "column); a text file without it is read as PDQ only if every hash is 64 hex digits")
     sub.add_argument("--label", default=None, metavar="TEXT", help="label for entries that have none")
     sub.add_argument("--source", default=None, metavar="TEXT", help="source for entries that have none")
     sub.add_argument("--batch-size", type=positive_int, default=1000, metavar="N",
                      help="entries per upload message (default: %(default)s)")
+
+    sub = command(lists_commands, "add-images", cmd_lists_add_images,
+                  "add images you hold as entries: the server lists every algorithm's hash of each image "
+                  "under one entry id (the image is not stored)")
+    sub.add_argument("list_name", metavar="LIST")
+    sub.add_argument("files", nargs="+", metavar="FILE")
+    sub.add_argument("--label", default=None, metavar="TEXT", help="label of the images' entries")
+    sub.add_argument("--source", default=None, metavar="TEXT", help="source of the images' entries")
 
     sub = command(lists_commands, "remove-hashes", cmd_lists_remove_hashes, "remove entries from a list")
     sub.add_argument("list_name", metavar="LIST")
@@ -388,7 +411,9 @@ def cmd_match(args: argparse.Namespace, client: Client, console: Console) -> int
         ]))
     else:
         rows = [
-            (name, m.list_name, m.entry_id, m.label or "-", m.algorithm.value, m.distance, m.threshold,
+            (name, m.list_name, m.entry_id, m.label or "-", m.algorithm.value, m.distance,
+             # A match accepted beyond the threshold by the list's confirmation policy says so.
+             m.threshold if m.confirmed_by is None else f"{m.threshold} (confirmed by {m.confirmed_by.value})",
              m.orientation.value)
             for name, result, error in results if error is None
             for m in result.matches
@@ -406,7 +431,7 @@ def cmd_match(args: argparse.Namespace, client: Client, console: Console) -> int
 # -- lists commands --
 
 def cmd_lists_help(args: argparse.Namespace, client: Client, console: Console) -> int:
-    raise UsageError("a lists command is required (create, ls, show, update, rm, load, remove-hashes)")
+    raise UsageError("a lists command is required (create, ls, show, update, rm, load, add-images, remove-hashes)")
 
 
 def _show(console: Console, hash_list: HashList) -> None:
@@ -416,7 +441,7 @@ def _show(console: Console, hash_list: HashList) -> None:
 def cmd_lists_create(args: argparse.Namespace, client: Client, console: Console) -> int:
     created = client.create_list(
         args.name, description=args.description, thresholds=dict(args.thresholds), enabled=not args.disabled,
-        match_orientations=args.match_orientations,
+        match_orientations=args.match_orientations, confirmed_thresholds=dict(args.confirmed),
     )
     _show(console, created)
     return 0
@@ -434,13 +459,14 @@ def cmd_lists_show(args: argparse.Namespace, client: Client, console: Console) -
 
 
 def cmd_lists_update(args: argparse.Namespace, client: Client, console: Console) -> int:
-    if args.description is None and not args.thresholds and args.enabled is None and args.match_orientations is None:
+    if (args.description is None and not args.thresholds and args.enabled is None
+            and args.match_orientations is None and not args.confirmed):
         raise UsageError(
-            "nothing to change: give --description, --threshold, --enable, --disable or --[no-]orientations"
+            "nothing to change: give --description, --threshold, --confirm, --enable, --disable or --[no-]orientations"
         )
     updated = client.update_list(
         args.name, description=args.description, thresholds=dict(args.thresholds) or None, enabled=args.enabled,
-        match_orientations=args.match_orientations,
+        match_orientations=args.match_orientations, confirmed_thresholds=dict(args.confirmed) or None,
     )
     _show(console, updated)
     return 0
@@ -456,16 +482,20 @@ def cmd_lists_rm(args: argparse.Namespace, client: Client, console: Console) -> 
 
 
 def cmd_lists_load(args: argparse.Namespace, client: Client, console: Console) -> int:
-    file_format = args.format or detect_format(args.file)
-    if file_format == "text" and args.algorithm is None:
-        raise UsageError(f"{args.file} is read as text (one hash a line): give --algorithm")
-    reader = HashFileReader(args.file, file_format, algorithm=args.algorithm, label=args.label, source=args.source)
+    # The format: --format, else from the file's first line, then its extension (listformats).
+    reader = HashFileReader(args.file, args.format, algorithm=args.algorithm, label=args.label, source=args.source)
 
     # Fail fast on a missing list, before reading what may be a large file.
     client.get_list(args.list_name)
     # Check every line before sending any: a bad line leaves the list untouched and its
     # message names the line. The file is read again to send, so it is never held whole.
-    total = reader.count()
+    try:
+        total = reader.count()
+    except AlgorithmNeeded as exc:  # a missing option, not a bad file: a usage error (exit 2)
+        raise UsageError(str(exc)) from None
+    if reader.read_as_pdq:
+        console.error(f"note: {args.file}: every hash is 64 hex digits, read as PDQ (give --algorithm otherwise, "
+                      "e.g. --algorithm sha256)")
 
     with ProgressBar(total, console.stderr) as on_progress:
         # No deadline unless --timeout: a large load is long, shows progress, and Ctrl-C stops it.
@@ -485,6 +515,25 @@ def cmd_lists_load(args: argparse.Namespace, client: Client, console: Console) -
     return 0
 
 
+def cmd_lists_add_images(args: argparse.Namespace, client: Client, console: Console) -> int:
+    client.get_list(args.list_name)  # fail fast on a missing list, before sending any image
+    images = [ImageEntry(path, label=args.label, source=args.source) for path in args.files]
+    with ProgressBar(len(images), console.stderr, unit="images") as on_progress:
+        # No deadline unless --timeout: the server hashes every image, and Ctrl-C stops it.
+        result = client.add_images(args.list_name, images, on_progress=on_progress, timeout=args.timeout)
+
+    def text() -> str:
+        rows = [(i.name, i.entry_id, i.hashes_added, ", ".join(i.other_entry_ids) or "-") for i in result.images]
+        return (
+            output.table(("FILE", "ENTRY ID", "HASHES ADDED", "OTHER ENTRIES HOLDING ITS HASHES"), rows) + "\n"
+            f"{len(result.images)} images into {result.list.name}: {result.added} hashes added; "
+            f"{result.list.name} now has {result.list.entry_count} entries"
+        )
+
+    console.emit({"list": args.list_name, **output.jsonable(result)}, text)
+    return 0
+
+
 def cmd_lists_remove_hashes(args: argparse.Namespace, client: Client, console: Console) -> int:
     if not args.entry_ids and not args.hashes:
         raise UsageError("give at least one --id or --hash")
@@ -501,14 +550,14 @@ class ProgressBar:
     tqdm, which the thin client does not require) a no-op. ``with`` gives the on_progress
     callback for upload_hashes (or None)."""
 
-    def __init__(self, total: int, stream: TextIO) -> None:
+    def __init__(self, total: int, stream: TextIO, unit: str = "entries") -> None:
         self._bar: Any = None
         if stream.isatty():
             try:
                 from tqdm import tqdm
             except ImportError:
                 return
-            self._bar = tqdm(total=total, unit="entries", file=stream, desc="uploading", dynamic_ncols=True)
+            self._bar = tqdm(total=total, unit=unit, file=stream, desc="uploading", dynamic_ncols=True)
 
     def __enter__(self) -> Callable[[int], None] | None:
         if self._bar is None:

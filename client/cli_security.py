@@ -93,6 +93,9 @@ def add_keys_commands(commands: Any, command: Callable[..., argparse.ArgumentPar
         sub = command(sub_commands, name, handler, summary)
         sub.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
                          help="work on this data folder directly (server stopped or not), not through the server")
+        sub.add_argument("--store", default=None, metavar="URL",
+                         help="work on this postgresql:// store directly (replicas' shared keys); "
+                              "--store env reads $HASHMATCH_STORE_URL, keeping the password off the command line")
         return sub
 
     sub = keys_command("create", cmd_keys_create, "create a key; it is printed once, on stdout")
@@ -115,9 +118,10 @@ def add_export_command(lists_commands: Any, command: Callable[..., argparse.Argu
 
 
 def _offline(args: argparse.Namespace, *extra: str) -> int:
-    """Run the server package's offline key command on args.data_dir; its output is ours."""
-    argv = [sys.executable, "-m", "hashmatch.server", "keys", args.keys_command, *extra,
-            "--data-dir", str(args.data_dir)]
+    """Run the server package's offline key command on args.data_dir or args.store; its output is ours."""
+    where = ["--data-dir", str(args.data_dir)] if args.data_dir is not None else (
+        [] if args.store == "env" else ["--store", args.store])
+    argv = [sys.executable, "-m", "hashmatch.server", "keys", args.keys_command, *extra, *where]
     if args.json:
         argv.append("--json")
     return subprocess.run(argv, check=False).returncode
@@ -139,7 +143,7 @@ def cmd_keys_help(args: argparse.Namespace, client: Any, console: Any) -> int:
 
 
 def cmd_keys_create(args: argparse.Namespace, client: Any, console: Any) -> int:
-    if args.data_dir is not None:
+    if args.data_dir is not None or args.store is not None:
         extra = [args.name, "--role", ",".join(args.roles)]
         return _offline(args, *extra, *(["--expires", args.expires] if args.expires else []))
     try:
@@ -159,7 +163,7 @@ def cmd_keys_create(args: argparse.Namespace, client: Any, console: Any) -> int:
 
 
 def cmd_keys_ls(args: argparse.Namespace, client: Any, console: Any) -> int:
-    if args.data_dir is not None:
+    if args.data_dir is not None or args.store is not None:
         return _offline(args, *(["--all"] if args.all else []))
     found = client.list_keys(include_revoked=args.all)
     if console.json:
@@ -171,7 +175,7 @@ def cmd_keys_ls(args: argparse.Namespace, client: Any, console: Any) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace, client: Any, console: Any) -> int:
-    if args.data_dir is not None:
+    if args.data_dir is not None or args.store is not None:
         return _offline(args, args.key)
     revoked = client.revoke_key(args.key)
     console.emit(_key_json(revoked), lambda: f"revoked key {revoked.id} ({revoked.name})")

@@ -12,10 +12,13 @@ from typing import IO, Callable, Iterable, Iterator, Mapping, Sequence, Union, c
 
 from hashmatch.client.errors import error_from_status
 from hashmatch.client.models import (
+    AddedImage,
+    AddImagesResult,
     HashEntry,
     HashImageResult,
     HashList,
     HashValue,
+    ImageEntry,
     ImageInfo,
     Match,
     MatchImageResult,
@@ -252,6 +255,7 @@ def match(message: hashes_pb2.Match) -> Match:
         query_index=message.query_index,
         orientation=orientation_from_proto(message.orientation),
         region=_REGIONS.get(message.region, "whole"),
+        confirmed_by=_known_algorithm(message.confirmed_by) if message.confirmed_by else None,
     )
 
 
@@ -302,12 +306,54 @@ def hash_list(message: lists_pb2.HashList) -> HashList:
         created=message.create_time.ToDatetime(tzinfo=timezone.utc),
         updated=message.update_time.ToDatetime(tzinfo=timezone.utc),
         match_orientations=message.match_orientations,
+        confirmed_thresholds={
+            alg: t.threshold
+            for t in message.confirmed_thresholds
+            if (alg := _known_algorithm(t.algorithm)) is not None
+        },
     )
 
 
 def upload_result(message: lists_pb2.UploadHashesResponse) -> UploadResult:
     return UploadResult(
         received=message.received, added=message.added, unchanged=message.unchanged, list=hash_list(message.list)
+    )
+
+
+def image_entry(item: ImageEntry | ImageSource) -> lists_pb2.ImageEntry:
+    """The message for one image of add_images; a path names the image unless a name is given.
+    The file is read here, as gRPC asks for the message, so one image at a time is in memory."""
+    if not isinstance(item, ImageEntry):
+        item = ImageEntry(item)
+    name = item.name or (os.fspath(item.image) if isinstance(item.image, (str, os.PathLike)) else "")
+    message = lists_pb2.ImageEntry(image=read_image(item.image), name=str(name), id=item.id)
+    if item.label is not None:
+        message.label = item.label
+    if item.source is not None:
+        message.source = item.source
+    return message
+
+
+def add_images_requests(
+    list_name: str, images: Iterable[ImageEntry | ImageSource], on_progress: Callable[[int], None] | None
+) -> Iterator[lists_pb2.AddImagesRequest]:
+    """One image per message (each within the server's message size limit), then the commit."""
+    sent = 0
+    for item in images:
+        yield lists_pb2.AddImagesRequest(list_name=list_name if sent == 0 else "", images=[image_entry(item)])
+        sent += 1
+        if on_progress is not None:
+            on_progress(sent)
+    yield lists_pb2.AddImagesRequest(list_name=list_name if sent == 0 else "", commit=True)
+
+
+def add_images_result(message: lists_pb2.AddImagesResponse) -> AddImagesResult:
+    return AddImagesResult(
+        images=tuple(
+            AddedImage(i.name, i.entry_id, i.hashes_added, tuple(i.other_entry_ids)) for i in message.images
+        ),
+        added=message.added,
+        list=hash_list(message.list),
     )
 
 
@@ -327,8 +373,13 @@ def update_list_request(
     thresholds: Mapping[Algorithm | str, int] | None,
     enabled: bool | None,
     match_orientations: bool | None = None,
+    confirmed_thresholds: Mapping[Algorithm | str, int] | None = None,
 ) -> lists_pb2.UpdateListRequest:
-    request = lists_pb2.UpdateListRequest(name=name, thresholds=thresholds_to_proto(thresholds))
+    request = lists_pb2.UpdateListRequest(
+        name=name,
+        thresholds=thresholds_to_proto(thresholds),
+        confirmed_thresholds=thresholds_to_proto(confirmed_thresholds),
+    )
     # Optional fields: unset means "leave as it is" on the server.
     if description is not None:
         request.description = description
@@ -345,6 +396,7 @@ def create_list_request(
     thresholds: Mapping[Algorithm | str, int] | None,
     enabled: bool,
     match_orientations: bool = True,
+    confirmed_thresholds: Mapping[Algorithm | str, int] | None = None,
 ) -> lists_pb2.CreateListRequest:
     return lists_pb2.CreateListRequest(
         name=name,
@@ -352,4 +404,5 @@ def create_list_request(
         thresholds=thresholds_to_proto(thresholds),
         enabled=enabled,
         match_orientations=match_orientations,
+        confirmed_thresholds=thresholds_to_proto(confirmed_thresholds),
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hashmatch.hashing.algorithms import Algorithm, Hash
 from hashmatch.hashing.orientation import Orientation
@@ -77,6 +77,9 @@ class Match:
     # Which region of the upload matched: "whole", "trimmed" (uniform borders removed) or
     # "embedded" (the picture inside a screenshot).
     region: str = "whole"
+    # Set when the list's confirmation policy accepted this match (distance beyond ``threshold``,
+    # within the confirmed threshold): the algorithm whose hash of the same entry agreed.
+    confirmed_by: Algorithm | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,9 @@ class HashList:
     updated: datetime
     # Whether rotated and mirrored copies of a listed picture match (PDQ, pHash).
     match_orientations: bool = True
+    # The confirmation policy (empty: off): per algorithm, a looser threshold a hit may reach when
+    # another algorithm's hash of the same entry also hits the same query.
+    confirmed_thresholds: dict[Algorithm, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,35 @@ class UploadResult:
     received: int
     added: int
     unchanged: int
+    list: HashList
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    """One image for add_images: the image (bytes, a path or a binary file, read when it is sent)
+    and its entry's optional fields. ``name`` is what errors call it (default: a path's text)."""
+
+    image: Any
+    name: str = ""
+    label: str | None = None
+    id: str = ""
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class AddedImage:
+    name: str
+    entry_id: str
+    # Hashes newly listed for the image: 0 when it was listed already.
+    hashes_added: int
+    # Entries that already held some of its hashes (e.g. a re-encoded copy of a listed image).
+    other_entry_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AddImagesResult:
+    images: tuple[AddedImage, ...]
+    added: int
     list: HashList
 
 

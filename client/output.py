@@ -46,6 +46,8 @@ def show_list(hash_list: HashList) -> str:
             ("enabled", "yes" if hash_list.enabled else "no"),
             ("entries", f"{hash_list.entry_count} ({counts})" if hash_list.entry_count else "0"),
             ("thresholds", per_algorithm(hash_list.thresholds)),
+            ("confirmed", per_algorithm(hash_list.confirmed_thresholds)
+             + (" (when another algorithm of the entry agrees)" if hash_list.confirmed_thresholds else "")),
             ("created", timestamp(hash_list.created)),
             ("updated", timestamp(hash_list.updated)),
         ]

@@ -16,9 +16,11 @@ from hashmatch.client.convert import HashLike, ImageSource
 from hashmatch.client.credentials import PemSource
 from hashmatch.client.errors import from_rpc_error
 from hashmatch.client.models import (
+    AddImagesResult,
     HashEntry,
     HashImageResult,
     HashList,
+    ImageEntry,
     Match,
     MatchImageResult,
     StreamResult,
@@ -203,9 +205,13 @@ class Client(ClientConfig):
         thresholds: Mapping[Algorithm | str, int] | None = None,
         enabled: bool = True,
         match_orientations: bool = True,
+        confirmed_thresholds: Mapping[Algorithm | str, int] | None = None,
         timeout: Timeout = USE_CLIENT_DEFAULT,
     ) -> HashList:
-        request = convert.create_list_request(name, description, thresholds, enabled, match_orientations)
+        """``confirmed_thresholds``: the confirmation policy (see HashList.confirmed_thresholds)."""
+        request = convert.create_list_request(
+            name, description, thresholds, enabled, match_orientations, confirmed_thresholds
+        )
         return convert.hash_list(self._call(self._lists.CreateList, request, timeout).list)
 
     def get_list(self, name: str, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> HashList:
@@ -224,10 +230,14 @@ class Client(ClientConfig):
         thresholds: Mapping[Algorithm | str, int] | None = None,
         enabled: bool | None = None,
         match_orientations: bool | None = None,
+        confirmed_thresholds: Mapping[Algorithm | str, int] | None = None,
         timeout: Timeout = USE_CLIENT_DEFAULT,
     ) -> HashList:
         """Change only what is given; algorithms not in ``thresholds`` keep theirs."""
-        request = convert.update_list_request(name, description, thresholds, enabled, match_orientations)
+        # A confirmed threshold of 0 turns that algorithm's confirmation off.
+        request = convert.update_list_request(
+            name, description, thresholds, enabled, match_orientations, confirmed_thresholds
+        )
         return convert.hash_list(self._call(self._lists.UpdateList, request, timeout).list)
 
     def delete_list(self, name: str, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> int:
@@ -262,6 +272,27 @@ class Client(ClientConfig):
                 raise requests.error from None
             raise from_rpc_error(error) from None
         return convert.upload_result(response)
+
+    def add_images(
+        self,
+        list_name: str,
+        images: Iterable[ImageEntry | ImageSource],
+        *,
+        on_progress: Callable[[int], None] | None = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> AddImagesResult:
+        """Add entries from images (curate role): the server hashes each with every algorithm and
+        lists all its hashes under one entry id; the image is not stored. All or nothing; adding
+        an image again adds nothing and keeps its id. ``images`` are read lazily, one per message;
+        ``on_progress(sent)`` gets the running count of images sent."""
+        requests = _CapturingIterator(convert.add_images_requests(list_name, images, on_progress))
+        try:
+            response = self._lists.AddImages(requests, timeout=self.deadline(timeout), metadata=self.call_metadata())
+        except grpc.RpcError as error:
+            if requests.error is not None:
+                raise requests.error from None
+            raise from_rpc_error(error) from None
+        return convert.add_images_result(response)
 
     def remove_hashes(
         self,

@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pair-rate", type=float, default=1e-4, metavar="R",
                         help="false-match pair rate the recommendation keeps (default: 1e-4)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    parser.add_argument("--confirmation", type=Path, metavar="FILE",
+                        help="measure confirmation policies (lists' confirmed thresholds) through the index "
+                             "and write only that report, to FILE (the full report is not written)")
     return parser
 
 
@@ -100,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         edits=tuple(args.edits),
         limit=args.limit,
         progress=not args.no_progress,
+        # The policy report needs no timing of the region variants: skip it.
+        measure_cost=args.confirmation is None,
     )
     command = "hashmatch eval " + shlex.join(argv)
     try:
@@ -113,6 +118,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - a server error, say; the message names it
         print(f"{PROG}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    if args.confirmation is not None:
+        from .policies import write_report
+
+        path, verdict = write_report(result, args.confirmation, command)
+        print(f"report: {path}", file=sys.stderr)
+        print(f"default: {'yes' if verdict.default else 'no'}: {verdict.text}", file=sys.stderr)
+        return 0
     written = write_outputs(result, args.out, command=command, max_pair_rate=args.pair_rate)
     print(f"report: {written.report}", file=sys.stderr)
     for name, line in written.summary:

@@ -354,7 +354,7 @@ edge of this sample.
     out.append(_table(["estimated budget", "loosening alone", "recall", "today's rule + joint limit", "recall"], rows,
                       "llrlr"))
     out.append("")
-    out.append(_confirmation_verdict(a))
+    out.append(_confirmation_verdict(a) + POLICY_REPORT_NOTE)
     return "\n".join(out)
 
 
@@ -392,6 +392,14 @@ def _confirmation_verdict(a: Analysis) -> str:
                    "(a cliff edge of this sample)")
     return ("**Recommendation: no** (keep today's rule as the default; the joint limit can be offered as an "
             "opt-in list policy for lists that want more crop and caption tolerance): " + "; ".join(why) + ".\n")
+
+
+#: The policy as implemented (lists' confirmed thresholds) is measured through the index apart.
+POLICY_REPORT_NOTE = (
+    "\nThe policy as the service implements it (a list's `confirmed_thresholds`, e.g. `--confirm pdq=92 "
+    "--confirm phash=18`) is measured through the index in [confirmation.md](confirmation.md), made with "
+    "`hashmatch eval FOLDER --confirmation docs/eval/confirmation.md`.\n"
+)
 
 
 def _threshold_or_none(value: int) -> str:

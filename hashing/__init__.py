@@ -1,4 +1,4 @@
-"""Image -> hashes, in process: PDQ, pHash, dHash, aHash, wHash, MD5, SHA-256. No gRPC here.
+"""Image -> hashes, in process: PDQ, pHash, dHash, aHash, wHash, MD5, SHA-1, SHA-256. No gRPC here.
 
 The algorithm table, hash values and errors import without Pillow or numpy (the thin client uses
 ``hashmatch.hashing.algorithms``, which runs this file first). The hashing functions and their

@@ -20,11 +20,12 @@ class Algorithm(enum.Enum):
     AHASH = "ahash"
     WHASH = "whash"
     MD5 = "md5"
+    SHA1 = "sha1"  # NCMEC's lists carry it beside MD5
     SHA256 = "sha256"
 
     @classmethod
     def parse(cls, text: str) -> "Algorithm":
-        """Accepts 'pdq', 'PDQ', 'ALGORITHM_PDQ', 'sha-256'; raises ValueError naming the choices."""
+        """Accepts 'pdq', 'PDQ', 'ALGORITHM_PDQ', 'sha-256', 'SHA-1'; raises ValueError naming the choices."""
         key = text.strip().lower().removeprefix("algorithm_").replace("-", "")
         try:
             return cls(key)
@@ -76,6 +77,7 @@ SPECS: dict[Algorithm, AlgorithmSpec] = {
         AlgorithmSpec(Algorithm.AHASH, 64, Metric.HAMMING, 10),
         AlgorithmSpec(Algorithm.WHASH, 64, Metric.HAMMING, 10),
         AlgorithmSpec(Algorithm.MD5, 128, Metric.EXACT, 0),
+        AlgorithmSpec(Algorithm.SHA1, 160, Metric.EXACT, 0),
         AlgorithmSpec(Algorithm.SHA256, 256, Metric.EXACT, 0),
     )
 }

@@ -44,7 +44,7 @@ With ``fast=True`` a JPEG is decoded by libjpeg at a reduced scale (:data:`decod
 and hashed from there: several times faster on camera photos, a few bits from the exact hashes
 (bench/hashing.py publishes the drift). Other formats are decoded as usual.
 
-- **MD5, SHA-256**: ``hashlib`` digests of the raw file bytes, as received.
+- **MD5, SHA-1, SHA-256**: ``hashlib`` digests of the raw file bytes, as received.
 
 Orientation and frames
 ----------------------
@@ -65,8 +65,10 @@ soon as a perceptual hash is requested, but its MD5 alone is returned.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
 
 import imagehash
 import numpy as np
@@ -124,6 +126,9 @@ class ImageHashes:
     # With regions=True: the perceptual hashes (as uploaded, no turns) of each region found inside
     # the image (uniform borders trimmed, the picture embedded in a screenshot), tagged by region.
     region_variants: tuple[HashResult, ...] = ()
+    # Seconds spent, by step: "decode", then each algorithm's name (its regions included). For
+    # metrics; not part of the answer, so two hashings of one image still compare equal.
+    timings: Mapping[str, float] = field(default_factory=dict, compare=False, hash=False)
 
     def get(self, algorithm: Algorithm) -> HashResult | None:
         for result in self.results:
@@ -227,6 +232,7 @@ _PERCEPTUAL_HASHERS: dict[Algorithm, Hasher] = {**_LUMINANCE_HASHERS, **_GREY_HA
 
 _DIGESTS: dict[Algorithm, Callable[[bytes], bytes]] = {
     Algorithm.MD5: lambda data: hashlib.md5(data).digest(),
+    Algorithm.SHA1: lambda data: hashlib.sha1(data).digest(),
     Algorithm.SHA256: lambda data: hashlib.sha256(data).digest(),
 }
 
@@ -234,8 +240,26 @@ if set(_PERCEPTUAL_HASHERS) | set(_DIGESTS) != set(Algorithm):  # a row added to
     raise RuntimeError("every Algorithm needs a hasher in hashing.compute")
 
 
-def _digests(data: bytes, algorithms: Sequence[Algorithm]) -> dict[Algorithm, list[HashResult]]:
-    return {a: [HashResult(Hash(a, _DIGESTS[a](data)), None)] for a in algorithms}
+#: Called by hash_image with each image's ImageHashes.timings, when set in the caller's context:
+#: how a server records hashing time by algorithm without this library knowing about metrics.
+timing_sink: ContextVar[Callable[[Mapping[str, float]], None] | None] = ContextVar("timing_sink", default=None)
+
+
+def _timed(timings: dict[str, float] | None, name: str, started: float) -> None:
+    if timings is not None:
+        # Each key is written by one thread only (the branches hash disjoint algorithms).
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
+
+
+def _digests(
+    data: bytes, algorithms: Sequence[Algorithm], timings: dict[str, float] | None = None
+) -> dict[Algorithm, list[HashResult]]:
+    found = {}
+    for a in algorithms:
+        started = time.perf_counter()
+        found[a] = [HashResult(Hash(a, _DIGESTS[a](data)), None)]
+        _timed(timings, a.value, started)
+    return found
 
 
 def _hash_frame(
@@ -243,6 +267,7 @@ def _hash_frame(
     algorithms: Sequence[Algorithm],
     orientations: bool,
     alongside: Callable[[], dict[Algorithm, list[HashResult]]] = dict,
+    timings: dict[str, float] | None = None,
 ) -> dict[Algorithm, list[HashResult]]:
     """algorithm -> [the original's hash, then its variants]; ``alongside()`` (the file digests)
     runs with the luminance branch, on the calling thread."""
@@ -250,7 +275,13 @@ def _hash_frame(
     wanted = {a: ALL_ORIENTATIONS if orientations and a in ORIENTED else (Orientation.ORIGINAL,) for a in algorithms}
 
     def branch(hashers: dict[Algorithm, Hasher]) -> dict[Algorithm, list[HashResult]]:
-        return {a: hashers[a](frame, wanted[a]) for a in algorithms if a in hashers}
+        found = {}
+        for a in algorithms:
+            if a in hashers:
+                started = time.perf_counter()
+                found[a] = hashers[a](frame, wanted[a])
+                _timed(timings, a.value, started)
+        return found
 
     def luminance_branch() -> dict[Algorithm, list[HashResult]]:
         digests = alongside()  # first: hashlib lets go of the GIL, so the pool thread gets going
@@ -305,18 +336,26 @@ def hash_image(
     perceptual = [a for a in wanted if a in _PERCEPTUAL_HASHERS]
     digests = [a for a in wanted if a in _DIGESTS]
 
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
     opened = open_image(data, max_pixels=max_pixels, decode=bool(perceptual), fast=fast)
+    _timed(timings, "decode", started)
     region_variants: tuple[HashResult, ...] = ()
     try:
         if perceptual:
-            computed = _hash_frame(opened.image, perceptual, orientations, lambda: _digests(data, digests))
+            computed = _hash_frame(
+                opened.image, perceptual, orientations, lambda: _digests(data, digests, timings), timings
+            )
             if regions:
-                region_variants = _hash_regions(opened.image, perceptual)
+                region_variants = _hash_regions(opened.image, perceptual, timings)
         else:
-            computed = _digests(data, digests)
+            computed = _digests(data, digests, timings)
     finally:
         opened.close()
     results, variants = _split(computed, wanted)
+    sink = timing_sink.get()
+    if sink is not None:
+        sink(timings)
     return ImageHashes(
         results=results,
         width=opened.width,
@@ -325,14 +364,17 @@ def hash_image(
         frame_count=opened.frame_count,
         variants=variants,
         region_variants=region_variants,
+        timings=timings,
     )
 
 
-def _hash_regions(frame: Image.Image, algorithms: Sequence[Algorithm]) -> tuple[HashResult, ...]:
+def _hash_regions(
+    frame: Image.Image, algorithms: Sequence[Algorithm], timings: dict[str, float] | None = None
+) -> tuple[HashResult, ...]:
     """The hashes of each region found in the already decoded frame: no second decode."""
     found: list[HashResult] = []
     for name, crop in region_crops(frame):
-        results, _ = _split(_hash_frame(crop, algorithms, False), algorithms)
+        results, _ = _split(_hash_frame(crop, algorithms, False, timings=timings), algorithms)
         found.extend(replace(r, region=name) for r in results)
     return tuple(found)
 

@@ -6,6 +6,7 @@ No gRPC here: the server turns these objects and errors into protobuf and status
 from .compaction import CompactionPolicy
 from .errors import InvalidEntry, InvalidListSpec, ListError, ListExists, ListNotFound
 from .hashlists import HashLists
+from .images import ImageOutcome, NewImage
 from .records import Hit, ListInfo, Matches, NewEntry, UploadOutcome
 from .store import AuditRecord, SQLiteStore, Store
 
@@ -14,6 +15,7 @@ __all__ = [
     "CompactionPolicy",
     "HashLists",
     "Hit",
+    "ImageOutcome",
     "InvalidEntry",
     "InvalidListSpec",
     "ListError",
@@ -22,6 +24,7 @@ __all__ = [
     "ListNotFound",
     "Matches",
     "NewEntry",
+    "NewImage",
     "SQLiteStore",
     "Store",
     "UploadOutcome",

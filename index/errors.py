@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+class StoreUnavailable(Exception):
+    """The shared database cannot be reached: not the caller's mistake, and worth a retry
+    (a replica keeps matching from its last index meanwhile)."""
+
+
 class ListError(Exception):
     """Base of every error the index raises for a caller's mistake."""
 

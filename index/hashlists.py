@@ -11,20 +11,22 @@ deltas into a new main segment and keeps the snapshot beside the store fresh (se
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from hashmatch.hashing.algorithms import Algorithm, Hash
 from hashmatch.hashing.orientation import Orientation
 
-from .codes import from_bytes
+from .codes import from_bytes, from_rows
 from .compaction import CompactionPolicy, Compactor
 from .errors import InvalidEntry, ListNotFound
+from .images import ImageOutcome, Listed, NewImage, plan
 from .records import Hit, ListInfo, Matches, NewEntry, UploadOutcome
 from .segment import Segment
 from .snapshot import SnapshotError, read_snapshot
@@ -55,6 +57,16 @@ class HashLists:
         self._write_lock = threading.Lock()  # keeps store commits and view swaps in one order
         self.startup: dict[str, float | str] = {}
         self._view = self._first_view()
+        # The follower (follow()): the store generation this view is complete up to, so changes
+        # other processes commit are applied once each, as deltas.
+        self._applied = self._view.generation
+        self._follower: threading.Thread | None = None
+        self._stop_following = threading.Event()
+        self.store_connected = True
+        self._synced_at = time.time()
+        self.follower_stats = {"deltas": 0, "changes": 0, "reloads": 0, "failures": 0}
+        # Called after every round of the follower (the server updates health from it).
+        self.on_follow: Callable[[], None] | None = None
         self._compactor = Compactor(self, policy or CompactionPolicy(), background=background)
         if self.startup.get("source") == "store":
             self._compactor.request_snapshot()
@@ -98,7 +110,13 @@ class HashLists:
         all "whole"), reported by its hits.
 
         All queries of one algorithm are searched as one batch, once, at the largest threshold
-        of the lists in play; each list's own threshold is applied to that one result."""
+        of the lists in play; each list's own threshold is applied to that one result.
+
+        A list with confirmed thresholds (its confirmation policy) also accepts a hit beyond its
+        threshold but within the confirmed one, when a hit of another algorithm on the same
+        entry, from a query of the same variant (orientation and region) in this batch, is
+        within that algorithm's threshold or confirmed threshold; such a hit says which
+        algorithm confirmed it (``Hit.confirmed_by``)."""
         view = self._view  # one read of one reference: everything below is from this view
         wanted = set(list_names)
         for name in wanted:
@@ -122,37 +140,46 @@ class HashLists:
         turns_ok = np.zeros(size, bool)
         for list_id, info in active.items():
             turns_ok[list_id] = info.match_orientations
-        found: list[tuple[int, int, Algorithm, int, int]] = []  # (row id, list id, algorithm, distance, position)
+        # (row id, list id, algorithm, distance, position, loose: beyond the list's threshold)
+        found: list[tuple[int, int, Algorithm, int, int, bool]] = []
         for algorithm, positions in by_algorithm.items():
             index = view.indexes.get(algorithm)
             if index is None or index.live == 0:
                 continue
             thresholds = np.full(size, -1, np.int64)
+            reach = np.full(size, -1, np.int64)  # the confirmed threshold where a list has one
             for list_id, info in active.items():
                 thresholds[list_id] = info.thresholds[algorithm]
+                reach[list_id] = max(info.thresholds[algorithm], info.confirmed_thresholds.get(algorithm, -1))
             codes = from_bytes([queries[p].value for p in positions], algorithm.spec.nbytes)
-            q, rows, lists, distances = index.search(codes, int(thresholds.max()))
+            q, rows, lists, distances = index.search(codes, int(reach.max()))
             inside = lists < size
             q, rows, lists, distances = q[inside], rows[inside], lists[inside], distances[inside]
             upright = np.array([orientations[p] is Orientation.ORIGINAL for p in positions], bool)
-            keep = (distances <= thresholds[lists]) & (upright[q] | turns_ok[lists])
-            for qi, row, list_id, distance in zip(q[keep].tolist(), rows[keep].tolist(), lists[keep].tolist(),
-                                                  distances[keep].tolist()):
-                found.append((row, list_id, algorithm, distance, positions[qi]))
+            keep = (distances <= reach[lists]) & (upright[q] | turns_ok[lists])
+            loose = distances > thresholds[lists]
+            for qi, row, list_id, distance, beyond in zip(q[keep].tolist(), rows[keep].tolist(), lists[keep].tolist(),
+                                                          distances[keep].tolist(), loose[keep].tolist()):
+                found.append((row, list_id, algorithm, distance, positions[qi], beyond))
         if not found:
             return Matches([], view.generation)
         names = view.reader.entries(sorted({f[0] for f in found})) if view.reader is not None else {}
+        found = [f for f in found if f[0] in names or _missing(f[0], view.generation)]
+        confirmers = _confirmers(found, names, orientations, regions) if any(f[5] for f in found) else {}
         hits = []
-        for row, list_id, algorithm, distance, position in found:
-            if row not in names:  # cannot happen: the reader sees the view's own state
-                log.error("row %d of the index is not in the store's state %d", row, view.generation)
-                continue
+        for row, list_id, algorithm, distance, position, beyond in found:
             entry_id, label = names[row]
             info = active[list_id]
+            confirmed_by = None
+            if beyond:
+                confirmed_by = _confirmer(confirmers.get((list_id, entry_id, _variant(position, orientations, regions))),
+                                          algorithm)
+                if confirmed_by is None:
+                    continue  # beyond the threshold and nothing else of the entry agrees
             hits.append(Hit(
                 info.name, entry_id, label, algorithm, distance, info.thresholds[algorithm],
                 query_indexes[position], orientations[position],
-                regions[position] if regions else "whole",
+                regions[position] if regions else "whole", confirmed_by,
             ))
         # One hit per (list, entry, algorithm, query): the closest variant wins.
         best: dict[tuple, Hit] = {}
@@ -174,9 +201,11 @@ class HashLists:
         enabled: bool = True,
         match_orientations: bool = True,
         actor: str = UNKNOWN_ACTOR,
+        confirmed_thresholds: Mapping[Algorithm, int] | None = None,
     ) -> ListInfo:
         with self._write_lock:
-            info = self.store.create_list(name, description, thresholds or {}, enabled, match_orientations, actor=actor)
+            info = self.store.create_list(name, description, thresholds or {}, enabled, match_orientations, actor=actor,
+                                          confirmed_thresholds=confirmed_thresholds)
             self._publish(Change())
         return info
 
@@ -188,9 +217,12 @@ class HashLists:
         enabled: bool | None = None,
         match_orientations: bool | None = None,
         actor: str = UNKNOWN_ACTOR,
+        confirmed_thresholds: Mapping[Algorithm, int] | None = None,
     ) -> ListInfo:
+        """``confirmed_thresholds`` changes the algorithms it names; 0 turns one's confirmation off."""
         with self._write_lock:
-            info = self.store.update_list(name, description, thresholds, enabled, match_orientations, actor=actor)
+            info = self.store.update_list(name, description, thresholds, enabled, match_orientations, actor=actor,
+                                          confirmed_thresholds=confirmed_thresholds)
             self._publish(Change())
         return info
 
@@ -209,6 +241,28 @@ class HashLists:
             self._publish(change)
         return outcome, self.store.get_list(name)
 
+    def add_images(
+        self, name: str, images: Sequence[NewImage], actor: str = UNKNOWN_ACTOR
+    ) -> tuple[list[ImageOutcome], UploadOutcome, ListInfo]:
+        """Every hash of each image under one entry id per image (see images.plan); all or
+        nothing, audited as a load. Errors are InvalidEntry with ``line`` the image's position."""
+        with self._write_lock:
+            for attempt in (1, 2):
+                by_hash, held = self.store.lookup_entries(
+                    name, [h for image in images for h in image.hashes], [i.entry_id for i in images if i.entry_id]
+                )
+                entries, outcomes = plan(images, Listed(by_hash, held), _fresh_ids())
+                try:
+                    outcome, change = self.store.add_entries(name, entries, actor=actor)
+                    break
+                except InvalidEntry:
+                    # Another process (a worker on the same store) may have listed one of these
+                    # images between the lookup and the write: plan again from what is listed now.
+                    if attempt == 2:
+                        raise
+            self._publish(change)
+        return outcomes, outcome, self.store.get_list(name)
+
     def remove_entries(
         self, name: str, entry_ids: Sequence[str] = (), hashes: Sequence[Hash] = (), actor: str = UNKNOWN_ACTOR
     ) -> int:
@@ -226,8 +280,75 @@ class HashLists:
         return self._compactor.snapshot()
 
     def close(self) -> None:
+        self.stop_following()
         self._compactor.stop()
         self.store.close()
+
+    # -- following other processes' writes -------------------------------------------------------
+
+    def follow(self, interval: float = 0.5) -> None:
+        """Apply the writes of other processes sharing the store, in a background thread: poll
+        the change feed every ``interval`` seconds (a store that can wake the thread at once, as
+        PostgreSQL's LISTEN does, offers ``wait_for_change``). If the store cannot be reached the
+        current view keeps serving and ``store_connected`` turns False until it can."""
+        if self._follower is not None:
+            return
+        self._stop_following.clear()
+        self._follower = threading.Thread(target=self._follow, args=(interval,), name="hashmatch-follower", daemon=True)
+        self._follower.start()
+
+    def stop_following(self) -> None:
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            self._stop_following.set()
+            follower.join(timeout=30)
+
+    @property
+    def following(self) -> bool:
+        return self._follower is not None
+
+    @property
+    def stale_seconds(self) -> float:
+        """Seconds since this view was last known to be the store's latest (0 when not following:
+        then only this process writes, and every write publishes at once)."""
+        return max(0.0, time.time() - self._synced_at) if self.following else 0.0
+
+    def sync(self) -> int:
+        """Apply every change committed since this view (by any process) now, as one delta;
+        returns how many writes that was. Raises the store's error if it cannot be read."""
+        with self._write_lock:
+            reader = self.store.reader()
+            if reader.generation == self._applied:
+                reader.close()
+                return 0
+            before = self._applied
+            self._publish(Change(), reader)
+            return self._applied - before
+
+    def _follow(self, interval: float) -> None:
+        wait = getattr(self.store, "wait_for_change", None)
+        while not self._stop_following.is_set():
+            try:
+                self.sync()
+                if not self.store_connected:
+                    log.warning("store reachable again: caught up to generation %d", self._applied)
+                self.store_connected = True
+                self._synced_at = time.time()
+            except Exception as exc:  # noqa: BLE001 - any failure to read the store: keep serving, report stale
+                self.follower_stats["failures"] += 1
+                if self.store_connected:
+                    log.warning("store unreachable (%s): serving the index of generation %d until it is back",
+                                exc, self._applied)
+                self.store_connected = False
+            if self.on_follow is not None:
+                self.on_follow()
+            if wait is not None and self.store_connected:
+                try:
+                    wait(interval)
+                    continue
+                except Exception:  # noqa: BLE001 - lost while waiting: the next round reports it
+                    pass
+            self._stop_following.wait(interval)
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -245,20 +366,44 @@ class HashLists:
         assert self._view is expected
         self._view = view
 
-    def _publish(self, change: Change) -> None:
+    def _publish(self, change: Change, reader=None) -> None:
+        """The next view: this process's own ``change`` (applied from memory) plus whatever other
+        processes committed since the current view (read from the store's change feed), under
+        the write lock. A write that directly follows the view needs no read of the feed."""
         # The store committed; this reader pins exactly that state for the new view.
-        reader = self.store.reader()
+        reader = reader or self.store.reader()
+        added_entries = list(change.added)
+        removed_rows = list(change.removed)
+        if not (change.seq and change.seq == self._applied + 1 == reader.generation):
+            feed = getattr(reader, "changes_since", None)
+            batch = feed(self._applied, skip=change.seq) if feed is not None and reader.generation > self._applied else None
+            if batch is not None and not batch.complete:
+                log.warning("change feed does not reach back to generation %d: rebuilding the index", self._applied)
+                self.follower_stats["reloads"] += 1
+                self._view = self._rebuilt(reader)
+                self._applied = self._view.generation
+                self._compactor.poke()
+                return
+            if batch is not None:
+                own = {e.row_id for e in change.added}
+                # Removals first: a row id freed by one write may be reused by a later one.
+                removed_rows = list(batch.removed) + removed_rows
+                added_entries = [e for e in batch.added if e.row_id not in own] + added_entries
+                others = batch.records - (1 if change.seq else 0)
+                if others > 0:
+                    self.follower_stats["deltas"] += 1
+                    self.follower_stats["changes"] += others
         lists = {info.list_id: info for info in self.store.list_lists()}
         old = self._view
         indexes = dict(old.indexes)
         removed: dict[Algorithm, list[int]] = defaultdict(list)
-        for algorithm, row_id in change.removed:
+        for algorithm, row_id in removed_rows:
             removed[algorithm].append(row_id)
         for algorithm, row_ids in removed.items():
             if algorithm in indexes:
                 indexes[algorithm] = indexes[algorithm].without_rows(np.array(sorted(row_ids), np.int64))
         added: dict[Algorithm, list] = defaultdict(list)
-        for entry in change.added:
+        for entry in added_entries:
             added[entry.algorithm].append(entry)
         for algorithm, entries in added.items():
             segment = Segment.build(
@@ -270,7 +415,19 @@ class HashLists:
             )
             indexes[algorithm] = indexes[algorithm].with_segment(segment) if algorithm in indexes else AlgorithmIndex.of(algorithm, segment)
         self._view = View(reader.generation, reader.entries_generation, lists, indexes, reader)
+        self._applied = reader.generation
         self._compactor.poke()
+
+    def _rebuilt(self, reader) -> View:
+        """A whole new view from the store (when the change feed cannot bring this one up to date)."""
+        lists = {info.list_id: info for info in self.store.list_lists()}
+        scanned = self.store.scan_entries()
+        if any(a.entries_generation != reader.entries_generation for a in scanned.values()):
+            reader.close()  # another process wrote in between: start again from the new state
+            return self._rebuilt(self.store.reader())
+        indexes = {algorithm: AlgorithmIndex.of(algorithm, _segment_of(algorithm, arrays))
+                   for algorithm, arrays in scanned.items()}
+        return View(reader.generation, reader.entries_generation, lists, indexes, reader)
 
     def _first_view(self) -> View:
         started = time.perf_counter()
@@ -304,10 +461,49 @@ class HashLists:
 
 
 def _segment_of(algorithm: Algorithm, arrays: EntryArrays) -> Segment:
-    values = arrays.values
-    codes = values.view(np.uint64).reshape(len(values), algorithm.spec.nbytes // 8) if len(values) else \
-        np.empty((0, algorithm.spec.nbytes // 8), np.uint64)
+    codes = from_rows(arrays.values, algorithm.spec.nbytes)
     return Segment.build(algorithm.spec.bits, codes, arrays.row_ids, arrays.list_ids, exact=not algorithm.spec.perceptual)
+
+
+def _fresh_ids() -> Iterator[str]:
+    # Random, like the store's own (an id never reveals a listed hash); one per new image.
+    while True:
+        yield secrets.token_bytes(8).hex()
+
+
+def _missing(row: int, generation: int) -> bool:
+    # Cannot happen: the reader sees the view's own state.
+    log.error("row %d of the index is not in the store's state %d", row, generation)
+    return False
+
+
+_Variant = tuple[Orientation, str]
+
+
+def _variant(position: int, orientations: Sequence[Orientation], regions: Sequence[str] | None) -> _Variant:
+    """The variant of the upload a query was hashed from: only hashes of one variant confirm each other."""
+    return orientations[position], regions[position] if regions else "whole"
+
+
+def _confirmers(
+    found: Sequence[tuple[int, int, Algorithm, int, int, bool]],
+    names: Mapping[int, tuple[str, str]],
+    orientations: Sequence[Orientation],
+    regions: Sequence[str] | None,
+) -> dict[tuple[int, str, _Variant], dict[Algorithm, bool]]:
+    """(list id, entry id, variant) -> the algorithms that hit it, each with whether some hit of
+    it is within the list's own threshold (such a hit is preferred as the confirmer)."""
+    out: dict[tuple[int, str, _Variant], dict[Algorithm, bool]] = defaultdict(dict)
+    for row, list_id, algorithm, _distance, position, beyond in found:
+        key = (list_id, names[row][0], _variant(position, orientations, regions))
+        out[key][algorithm] = out[key].get(algorithm, False) or not beyond
+    return out
+
+
+def _confirmer(algorithms: Mapping[Algorithm, bool] | None, algorithm: Algorithm) -> Algorithm | None:
+    """Another algorithm that hit the same entry and variant, one within its own threshold first."""
+    others = [(not within, list(Algorithm).index(a), a) for a, within in (algorithms or {}).items() if a is not algorithm]
+    return min(others)[2] if others else None
 
 
 def _preference(hit: Hit) -> tuple[int, bool, int]:

@@ -10,7 +10,10 @@ slow hash would buy nothing but a CPU cost on every request (a lever for denial 
 The per-key salt still makes digests of equal secrets differ and rules out precomputed tables.
 
 The keys live in their own table of the data folder's SQLite file, on a connection of their own,
-so the list store and the key store can change independently.
+so the list store and the key store can change independently. Replicas sharing a PostgreSQL store
+share their keys too: ``KeyStore(url=...)`` keeps the same table there (same salted HMAC, roles,
+expiry, revocation), and remembers the keys it verified so a replica that loses the database
+still recognises them (a revocation reaches it when the database is back).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
+
+from .errors import StoreUnavailable
 
 ROLES = ("match", "curate", "admin")
 KEY_PREFIX = "hm_"
@@ -57,6 +62,23 @@ CREATE TABLE IF NOT EXISTS api_keys (
 CREATE UNIQUE INDEX IF NOT EXISTS api_keys_active_name ON api_keys (name) WHERE revoked_at IS NULL;
 """
 _COLUMNS = "key_id, name, roles, created_at, expires_at, revoked_at, created_by"
+_PG_SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id     TEXT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    roles      TEXT NOT NULL,
+    salt       BYTEA NOT NULL,
+    digest     BYTEA NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    expires_at DOUBLE PRECISION,
+    revoked_at DOUBLE PRECISION,
+    created_by TEXT NOT NULL DEFAULT ''
+);
+CREATE UNIQUE INDEX IF NOT EXISTS api_keys_active_name ON api_keys (name) WHERE revoked_at IS NULL;
+"""
+# Advisory lock keys (any constants): schema creation, and SQLite's BEGIN IMMEDIATE.
+_PG_SCHEMA_LOCK = 0x686B6579
+_PG_WRITE_LOCK = 0x686B657A
 
 
 class ApiKeyError(Exception):
@@ -156,10 +178,17 @@ _DUMMY_DIGEST = _digest(_DUMMY_SALT, "0" * (_SECRET_BYTES * 2))
 class KeyStore:
     """The API keys of one data folder. Thread-safe; one SQLite connection of its own."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path | None = None, *, url: str | None = None) -> None:
+        """The keys in the SQLite file at ``path``, or in the PostgreSQL database at ``url``."""
         self.path = path
         self._lock = threading.Lock()
+        # Keys verified here, by id: what a replica still accepts while its database is away.
+        self._verified: dict[str, tuple] = {}
+        if url is not None:
+            self._db = _PostgresKeys(url)
+            return
+        assert path is not None, "KeyStore needs a path or a url"
+        path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
         # The list store may hold the write lock for a big upload: wait for it rather than fail.
         self._db.execute("PRAGMA busy_timeout=10000")
@@ -184,9 +213,19 @@ class KeyStore:
             raise AuthenticationFailed("the API key is malformed (expected hm_<id>_<secret>)")
         key_id, secret = parsed
         with self._lock:
-            row = self._db.execute(
-                f"SELECT {_COLUMNS}, salt, digest FROM api_keys WHERE key_id = ?", (key_id,)
-            ).fetchone()
+            try:
+                row = self._db.execute(
+                    f"SELECT {_COLUMNS}, salt, digest FROM api_keys WHERE key_id = ?", (key_id,)
+                ).fetchone()
+            except StoreUnreachable:
+                # Shared keys, database away: only a key verified before is recognised; any
+                # other may well be valid, so the caller hears "unavailable", not "invalid".
+                row = self._verified.get(key_id)
+                if row is None:
+                    raise
+            else:
+                if row is not None and isinstance(self._db, _PostgresKeys):
+                    self._verified[key_id] = tuple(row)
         salt, expected = (row[-2], row[-1]) if row else (_DUMMY_SALT, _DUMMY_DIGEST)
         matches = hmac.compare_digest(_digest(salt, secret), expected)
         if row is None or not matches:
@@ -328,6 +367,72 @@ class KeyStore:
         return ApiKeyInfo(
             key_id, name, frozenset(roles.split(",")), _utc(created), _utc(expires), _utc(revoked), created_by
         )
+
+
+class StoreUnreachable(ApiKeyError, StoreUnavailable):
+    """The shared (PostgreSQL) key store cannot be reached."""
+
+
+class _PostgresKeys:
+    """The statements KeyStore runs, on PostgreSQL: ``?`` placeholders become ``%s``; SQLite's
+    ``BEGIN IMMEDIATE`` (one writer at a time) becomes a transaction holding an advisory lock; a
+    unique violation is raised as sqlite3.IntegrityError, as KeyStore expects. Reconnects when
+    the connection broke; raises StoreUnreachable while it cannot."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg  # only a server with a PostgreSQL store needs it
+
+        self._psycopg = psycopg
+        self._url = url
+        self._conn = None
+        self.execute("BEGIN IMMEDIATE")
+        try:
+            self._connection().execute("SELECT pg_advisory_xact_lock(%s)", (_PG_SCHEMA_LOCK,))
+            self._connection().execute(_PG_SCHEMA)
+        except BaseException:
+            self.execute("ROLLBACK")
+            raise
+        self.execute("COMMIT")
+
+    def _connection(self):
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            try:
+                self._conn = self._psycopg.connect(self._url, autocommit=True, connect_timeout=5)
+            except self._psycopg.OperationalError as exc:
+                raise StoreUnreachable("the PostgreSQL key store cannot be reached") from exc
+        return self._conn
+
+    def execute(self, sql: str, args: tuple = ()):
+        psycopg = self._psycopg
+        try:
+            if sql == "BEGIN IMMEDIATE":
+                conn = self._connection()
+                conn.execute("BEGIN")
+                return conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_WRITE_LOCK,))
+            conn = self._connection()
+            idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            try:
+                return conn.execute(sql.replace("?", "%s"), args)
+            except psycopg.OperationalError:
+                if not idle:
+                    raise
+                # Outside a transaction nothing was done: the connection may just have been cut
+                # (a database restart), so try once more on a new one.
+                self.close()
+                return self._connection().execute(sql.replace("?", "%s"), args)
+        except psycopg.errors.UniqueViolation as exc:
+            raise sqlite3.IntegrityError(str(exc).splitlines()[0]) from None
+        except psycopg.OperationalError as exc:
+            self.close()
+            raise StoreUnreachable("the PostgreSQL key store cannot be reached") from exc
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except self._psycopg.Error:
+                pass
+        self._conn = None
 
 
 def write_secret_file(path: Path, secret: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+from . import codes
 from .mih import Plan
 
 # Below this many entries a flat scan costs under ~0.1 ms per query: no tables to build or hold.
@@ -20,6 +21,10 @@ MAX_SUBSTRING_BITS = 22
 # Measured: a flat scan (faiss's AVX-512 Hamming kernel) costs about this per code, plus this per word.
 FLAT_NS_PER_CODE = 0.3
 FLAT_NS_PER_WORD = 0.26
+# Measured: our batched kernel for one-word codes (index/_hamming.c) reads the codes once per
+# batch (memory-bound for one query) and then costs little per extra query.
+KERNEL_NS_PER_CODE = 0.2
+KERNEL_NS_PER_CODE_QUERY = 0.065
 # Measured: multi-index probing costs this per probe (two adjacent reads of an offsets table) ...
 MIH_NS_PER_PROBE = 36.0
 # ... and this per candidate and 64-bit word (a random read of the code, XOR, popcount) ...
@@ -59,6 +64,8 @@ def mih_cost_ns(plan: Plan, n: int, nq: int, radius: int) -> float:
 
 
 def flat_cost_ns(bits: int, n: int, nq: int) -> float:
+    if bits == 64 and codes._hamming is not None:
+        return n * (KERNEL_NS_PER_CODE + KERNEL_NS_PER_CODE_QUERY * nq)
     return nq * n * (FLAT_NS_PER_CODE + FLAT_NS_PER_WORD * bits / 64)
 
 

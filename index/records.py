@@ -21,6 +21,9 @@ class ListInfo:
     counts: dict[Algorithm, int] = field(default_factory=dict)
     # Whether orientation variants of a query (rotations, mirror images) may match this list.
     match_orientations: bool = True
+    # The confirmation policy: per algorithm, a looser threshold that a hit may reach only when
+    # another algorithm's hash of the same entry also hits the same query variant. Empty: off.
+    confirmed_thresholds: dict[Algorithm, int] = field(default_factory=dict)
 
     @property
     def entry_count(self) -> int:
@@ -61,6 +64,9 @@ class Hit:
     orientation: Orientation = Orientation.ORIGINAL
     # Which region of the upload matched: "whole", or a region variant ("trimmed", "embedded").
     region: str = "whole"
+    # Set when the distance is beyond the list's threshold but within its confirmed threshold:
+    # the algorithm whose hit of the same entry and query variant confirmed this one.
+    confirmed_by: Algorithm | None = None
 
 
 @dataclass(frozen=True)

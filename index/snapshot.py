@@ -31,6 +31,7 @@ import numpy as np
 
 from hashmatch.hashing.algorithms import Algorithm
 
+from .codes import words
 from .mih import Plan
 from .segment import Segment, with_tables
 from .view import AlgorithmIndex
@@ -224,7 +225,7 @@ def _segment(algorithm: Algorithm, entry: dict) -> tuple[Segment, np.ndarray]:
             raise SnapshotError(f"{algorithm.value}: {key} has shape {array.shape}, expected {shape}")
         return array
 
-    codes = get("codes", ("u8",), (n, bits // 64))
+    codes = get("codes", ("u8",), (n, words(spec.nbytes)))
     row_ids = get("row_ids", ("u4", "i8"), (n,))
     list_ids = get("list_ids", ("u4", "i8"), (n,))
     dead = get("dead", ("i8",), (len(entry["dead"]["array"]),))

@@ -22,11 +22,13 @@ import numpy as np
 
 from hashmatch.hashing.algorithms import Algorithm, Hash
 
+from .changefeed import PRUNE_EVERY, RETENTION_SECONDS, FeedBatch, FeedRecord, collect, encode
 from .errors import InvalidEntry, ListExists, ListNotFound
 from .records import ListInfo, NewEntry, UploadOutcome
 from .validation import (
     check_description,
     check_list_name,
+    check_confirmed_thresholds,
     check_thresholds,
     default_thresholds,
     entry_problem,
@@ -71,6 +73,31 @@ class Reader:
         # The first read starts the transaction: from here on this connection sees a fixed state.
         self.generation = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]
         self.entries_generation = _entries_generation(db)
+
+    def changes_since(self, since: int, skip: int = 0) -> FeedBatch:
+        """The change feed from generation ``since`` to this reader's state, read in its own
+        transaction, as one delta (``skip``: a generation the caller applies itself)."""
+        with self._lock:
+            if since >= self.generation:
+                return FeedBatch(since, self.generation, self.entries_generation)
+            records = [
+                FeedRecord.decode(g, payload) for g, payload in self._db.execute(
+                    "SELECT generation, payload FROM changes WHERE generation > ? AND generation <= ? "
+                    "ORDER BY generation", (since, self.generation),
+                )
+            ]
+            if len(records) != self.generation - since:
+                return FeedBatch(since, self.generation, self.entries_generation, complete=False)
+
+            def read_range(low: int, high: int) -> list[StoredEntry]:
+                return [StoredEntry(r, lst, Algorithm(a), v, e, label) for r, lst, a, v, e, label in self._db.execute(
+                    "SELECT id, list_id, algorithm, hash, entry_id, label FROM entries WHERE id BETWEEN ? AND ?",
+                    (low, high),
+                )]
+
+            added, relabelled, removed = collect(records, skip, read_range)
+        return FeedBatch(since, self.generation, self.entries_generation, True, len(records),
+                         added, relabelled, removed)
 
     def entries(self, row_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
         """row id -> (entry id, label) as of this reader's state."""
@@ -120,6 +147,8 @@ class Change:
     added: tuple[StoredEntry, ...] = ()
     relabelled: tuple[StoredEntry, ...] = ()
     removed: tuple[tuple[Algorithm, int], ...] = ()  # (algorithm, row_id)
+    # The generation this write committed (its change feed record); 0: the write changed nothing.
+    seq: int = 0
 
 
 class Store(Protocol):
@@ -131,6 +160,7 @@ class Store(Protocol):
         enabled: bool,
         match_orientations: bool = True,
         actor: str = UNKNOWN_ACTOR,
+        confirmed_thresholds: Mapping[Algorithm, int] | None = None,
     ) -> ListInfo: ...
     def get_list(self, name: str) -> ListInfo: ...
     def list_lists(self) -> list[ListInfo]: ...
@@ -142,6 +172,7 @@ class Store(Protocol):
         enabled: bool | None,
         match_orientations: bool | None = None,
         actor: str = UNKNOWN_ACTOR,
+        confirmed_thresholds: Mapping[Algorithm, int] | None = None,
     ) -> ListInfo: ...
     def delete_list(self, name: str, actor: str = UNKNOWN_ACTOR) -> tuple[int, Change]: ...
     def add_entries(
@@ -151,9 +182,12 @@ class Store(Protocol):
     def remove_entries(
         self, name: str, entry_ids: Sequence[str], hashes: Sequence[Hash], actor: str = UNKNOWN_ACTOR
     ) -> tuple[int, Change]: ...
+    def lookup_entries(
+        self, name: str, hashes: Sequence[Hash], entry_ids: Sequence[str] = ()
+    ) -> tuple[dict[tuple[Algorithm, bytes], str], dict[str, dict[Algorithm, bytes]]]: ...
     def iter_entries(self) -> Iterator[StoredEntry]: ...
     def scan_entries(self) -> dict[Algorithm, EntryArrays]: ...
-    def reader(self) -> "Reader": ...
+    def reader(self) -> "Reader": ...  # also offers changes_since(since, skip) -> FeedBatch
     def audit_trail(self, list_name: str | None = None, limit: int = 1000) -> list[AuditRecord]: ...
     def generation(self) -> int: ...
     def entries_generation(self) -> int: ...
@@ -220,13 +254,38 @@ INSERT OR IGNORE INTO counts (list_id, algorithm, n) SELECT list_id, algorithm, 
 INSERT OR IGNORE INTO meta (key, value) VALUES ('entries_generation', 0);
 """
 _SCHEMA += _AUDIT
-_SCHEMA_VERSION = 3
+# A list's confirmation policy: per algorithm, the looser threshold a hit may reach when another
+# algorithm of the same entry confirms it. No row: no confirmation for that algorithm.
+_CONFIRMED = """
+CREATE TABLE IF NOT EXISTS confirmed_thresholds (
+    list_id   INTEGER NOT NULL REFERENCES lists(id) ON DELETE CASCADE,
+    algorithm TEXT NOT NULL,
+    threshold INTEGER NOT NULL,
+    PRIMARY KEY (list_id, algorithm)
+);
+"""
+_SCHEMA += _CONFIRMED
+# The change feed (changefeed.py): one row per committed write, keyed by the generation it made,
+# so other processes sharing the store apply writes as deltas. A store upgraded to it starts with
+# an empty feed: a follower older than the upgrade rebuilds once.
+_CHANGES = """
+CREATE TABLE IF NOT EXISTS changes (
+    generation         INTEGER PRIMARY KEY,
+    entries_generation INTEGER NOT NULL,
+    at                 REAL NOT NULL,
+    payload            TEXT NOT NULL
+);
+"""
+_SCHEMA += _CHANGES
+_SCHEMA_VERSION = 5
 # Each step upgrades a store from the version before it.
 _MIGRATIONS = {
     2: "ALTER TABLE lists ADD COLUMN match_orientations INTEGER NOT NULL DEFAULT 1;"
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
     "INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', 0);",
     3: _AUDIT,
+    4: _CONFIRMED,
+    5: _CHANGES,
 }
 
 
@@ -290,6 +349,12 @@ class SQLiteStore:
                 "SELECT algorithm, n FROM counts WHERE list_id = ?", (list_id,)
             )
         }
+        confirmed = {
+            Algorithm(a): t
+            for a, t in self._db.execute(
+                "SELECT algorithm, threshold FROM confirmed_thresholds WHERE list_id = ?", (list_id,)
+            )
+        }
         return ListInfo(
             list_id=list_id,
             name=name,
@@ -300,6 +365,7 @@ class SQLiteStore:
             updated=_utc(updated),
             counts={a: counts.get(a, 0) for a in Algorithm},
             match_orientations=bool(orientations),
+            confirmed_thresholds=confirmed,
         )
 
     def create_list(
@@ -310,10 +376,12 @@ class SQLiteStore:
         enabled: bool,
         match_orientations: bool = True,
         actor: str = UNKNOWN_ACTOR,
+        confirmed_thresholds: Mapping[Algorithm, int] | None = None,
     ) -> ListInfo:
         check_list_name(name)
         check_description(description)
         merged = default_thresholds() | check_thresholds(thresholds)
+        confirmed = check_confirmed_thresholds(confirmed_thresholds or {}, merged)
         now = time.time()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -327,7 +395,12 @@ class SQLiteStore:
                     "INSERT INTO thresholds (list_id, algorithm, threshold) VALUES (?, ?, ?)",
                     [(cur.lastrowid, a.value, t) for a, t in merged.items()],
                 )
-                self._audit(actor, name, "create", detail=_describe(description, thresholds, enabled, match_orientations))
+                self._db.executemany(
+                    "INSERT INTO confirmed_thresholds (list_id, algorithm, threshold) VALUES (?, ?, ?)",
+                    [(cur.lastrowid, a.value, t) for a, t in confirmed.items()],
+                )
+                self._audit(actor, name, "create", detail=_describe(description, thresholds, enabled, match_orientations,
+                                                                    confirmed))
                 self._bump_generation()
             except sqlite3.IntegrityError:
                 self._db.execute("ROLLBACK")
@@ -357,7 +430,9 @@ class SQLiteStore:
         enabled: bool | None,
         match_orientations: bool | None = None,
         actor: str = UNKNOWN_ACTOR,
+        confirmed_thresholds: Mapping[Algorithm, int] | None = None,
     ) -> ListInfo:
+        """``confirmed_thresholds`` changes the algorithms it names; 0 turns one's confirmation off."""
         if description is not None:
             check_description(description)
         if thresholds:
@@ -378,8 +453,22 @@ class SQLiteStore:
                     "ON CONFLICT (list_id, algorithm) DO UPDATE SET threshold = excluded.threshold",
                     (list_id, algorithm.value, threshold),
                 )
+            for algorithm, threshold in (confirmed_thresholds or {}).items():
+                self._db.execute(
+                    "DELETE FROM confirmed_thresholds WHERE list_id = ? AND algorithm = ?", (list_id, algorithm.value)
+                )
+                if threshold:
+                    self._db.execute(
+                        "INSERT INTO confirmed_thresholds (list_id, algorithm, threshold) VALUES (?, ?, ?)",
+                        (list_id, algorithm.value, threshold),
+                    )
+            if thresholds or confirmed_thresholds:
+                # Checked on the list as it will be: raising a threshold past its confirmed one is refused too.
+                after = self._info(self._list_row(name))
+                check_confirmed_thresholds(after.confirmed_thresholds, after.thresholds)
             self._db.execute("UPDATE lists SET updated_at = ? WHERE id = ?", (time.time(), list_id))
-            self._audit(actor, name, "update", detail=_describe(description, thresholds, enabled, match_orientations))
+            self._audit(actor, name, "update", detail=_describe(description, thresholds, enabled, match_orientations,
+                                                                confirmed_thresholds))
             self._bump_generation()
         with self._lock:
             return self._info(self._list_row(name))
@@ -394,8 +483,8 @@ class SQLiteStore:
             self._db.execute("DELETE FROM entries WHERE list_id = ?", (list_id,))
             self._db.execute("DELETE FROM lists WHERE id = ?", (list_id,))
             self._audit(actor, name, "delete", removed=len(removed))
-            self._bump_generation(entries=bool(removed))
-        return len(removed), Change(removed=removed)
+            seq = self._bump_generation(entries=bool(removed), change=Change(removed=removed))
+        return len(removed), Change(removed=removed, seq=seq)
 
     # -- entries -------------------------------------------------------------------------------
 
@@ -499,9 +588,9 @@ class SQLiteStore:
             if new or relabel:
                 db.execute("UPDATE lists SET updated_at = ? WHERE id = ?", (now, list_id))
                 self._audit(actor, name, "load", added=len(new), detail=f"{len(relabel)} relabelled" if relabel else "")
-                self._bump_generation(entries=bool(new))
+                seq = self._bump_generation(entries=bool(new), change=Change(tuple(added), tuple(relabelled)))
         outcome = UploadOutcome(received=len(entries), added=len(new), unchanged=len(entries) - len(new))
-        return outcome, Change(added=tuple(added), relabelled=tuple(relabelled))
+        return outcome, Change(added=tuple(added), relabelled=tuple(relabelled), seq=seq if new or relabel else 0)
 
     def remove_entries(
         self, name: str, entry_ids: Sequence[str], hashes: Sequence[Hash], actor: str = UNKNOWN_ACTOR
@@ -525,8 +614,33 @@ class SQLiteStore:
             if rows:
                 self._db.execute("UPDATE lists SET updated_at = ? WHERE id = ?", (time.time(), list_id))
                 self._audit(actor, name, "remove", removed=len(rows))
-                self._bump_generation(entries=True)
-        return len(rows), Change(removed=tuple((a, r) for r, a in rows.items()))
+                seq = self._bump_generation(entries=True, change=Change(removed=tuple((a, r) for r, a in rows.items())))
+        return len(rows), Change(removed=tuple((a, r) for r, a in rows.items()), seq=seq if rows else 0)
+
+    def lookup_entries(
+        self, name: str, hashes: Sequence[Hash], entry_ids: Sequence[str] = ()
+    ) -> tuple[dict[tuple[Algorithm, bytes], str], dict[str, dict[Algorithm, bytes]]]:
+        """Of one list: the entry id of each of ``hashes`` that is listed, and every hash (per
+        algorithm) of those entries and of ``entry_ids``. Raises ListNotFound."""
+        by_hash: dict[tuple[Algorithm, bytes], str] = {}
+        held: dict[str, dict[Algorithm, bytes]] = {}
+        with self._lock:
+            list_id = self._list_row(name)[0]
+            for h in hashes:
+                row = self._db.execute(
+                    "SELECT entry_id FROM entries WHERE list_id = ? AND algorithm = ? AND hash = ?",
+                    (list_id, h.algorithm.value, h.value),
+                ).fetchone()
+                if row is not None:
+                    by_hash[(h.algorithm, h.value)] = row[0]
+            for entry_id in dict.fromkeys([*by_hash.values(), *entry_ids]):
+                held[entry_id] = {
+                    Algorithm(a): value
+                    for a, value in self._db.execute(
+                        "SELECT algorithm, hash FROM entries WHERE list_id = ? AND entry_id = ?", (list_id, entry_id)
+                    )
+                }
+        return by_hash, held
 
     def iter_entries(self) -> Iterator[StoredEntry]:
         with self._lock:
@@ -599,10 +713,23 @@ class SQLiteStore:
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    def _bump_generation(self, entries: bool = False) -> None:
+    def _bump_generation(self, entries: bool = False, change: Change | None = None) -> int:
+        """Counts a write and records it in the change feed, in the write's transaction; returns
+        the new generation. No ``change``: only list settings changed."""
         self._db.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
         if entries:
             self._db.execute("UPDATE meta SET value = value + 1 WHERE key = 'entries_generation'")
+        generation = self._db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]
+        change = change or Change()
+        now = time.time()
+        self._db.execute(
+            "INSERT OR REPLACE INTO changes (generation, entries_generation, at, payload) VALUES (?, ?, ?, ?)",
+            (generation, _entries_generation(self._db), now,
+             encode((e.row_id for e in change.added), (e.row_id for e in change.relabelled), change.removed)),
+        )
+        if generation % PRUNE_EVERY == 0:
+            self._db.execute("DELETE FROM changes WHERE at < ? AND generation < ?", (now - RETENTION_SECONDS, generation))
+        return generation
 
     def _count(self, list_id: int, added: Counter, sign: int = 1) -> None:
         self._db.executemany(
@@ -638,11 +765,14 @@ def _entries_generation(db: sqlite3.Connection) -> int:
 
 
 def _describe(description: str | None, thresholds: Mapping[Algorithm, int] | None, enabled: bool | None,
-              match_orientations: bool | None) -> str:
+              match_orientations: bool | None, confirmed: Mapping[Algorithm, int] | None = None) -> str:
     """What a create or update set, for the audit trail (never a hash value)."""
     parts = []
     if thresholds:
         parts.append("thresholds " + ",".join(f"{a.value}={t}" for a, t in sorted(thresholds.items(), key=lambda x: x[0].value)))
+    if confirmed:
+        parts.append("confirmed thresholds " + ",".join(
+            f"{a.value}={t}" for a, t in sorted(confirmed.items(), key=lambda x: x[0].value)))
     if enabled is not None:
         parts.append("enabled" if enabled else "disabled")
     if match_orientations is not None:

@@ -45,6 +45,26 @@ def check_thresholds(thresholds: Mapping[Algorithm, int]) -> dict[Algorithm, int
     return dict(thresholds)
 
 
+def check_confirmed_thresholds(
+    confirmed: Mapping[Algorithm, int], thresholds: Mapping[Algorithm, int]
+) -> dict[Algorithm, int]:
+    """A confirmed threshold loosens a perceptual algorithm's own threshold: it must lie above it
+    (otherwise it would change nothing) and within the hash's bits. ``thresholds`` are the
+    list's thresholds as they will be."""
+    for algorithm, loose in confirmed.items():
+        spec = algorithm.spec
+        if not spec.perceptual:
+            raise InvalidListSpec(
+                f"{algorithm.name} is an exact digest: it cannot have a confirmed threshold"
+            )
+        if not thresholds[algorithm] < loose <= spec.max_threshold:
+            raise InvalidListSpec(
+                f"{algorithm.name} confirmed threshold must be above its threshold {thresholds[algorithm]} "
+                f"and at most {spec.max_threshold}, got {loose}"
+            )
+    return dict(confirmed)
+
+
 def default_thresholds() -> dict[Algorithm, int]:
     return {a: a.spec.default_threshold for a in Algorithm}
 

@@ -66,6 +66,7 @@ def main() -> None:
             "ahash": str(imagehash.average_hash(decoded)),
             "whash": str(imagehash.whash(decoded)),
             "md5": hashlib.md5(data).hexdigest(),
+            "sha1": hashlib.sha1(data).hexdigest(),
             "sha256": hashlib.sha256(data).hexdigest(),
         }
     (OUT / "expected.json").write_text(json.dumps(expected, indent=2, sort_keys=True) + "\n")

@@ -23,6 +23,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="hashmatch serve", description="Run the hashmatch gRPC service.")
     parser.add_argument("--listen", default="127.0.0.1:50051", help="address to bind (default: %(default)s)")
     parser.add_argument("--data-dir", type=Path, default=defaults.data_dir, help="folder of the SQLite store")
+    parser.add_argument(
+        "--store", metavar="URL", default=os.environ.get(keys_cli.STORE_URL_ENV) or None,
+        help="a postgresql://user@host/db URL: keep the lists and keys in PostgreSQL, shared by replicas "
+             f"(default: ${keys_cli.STORE_URL_ENV}, which keeps the password off the command line; "
+             "else the SQLite file in --data-dir)",
+    )
+    parser.add_argument(
+        "--health-listen", metavar="HOST:PORT", default=None,
+        help="also serve grpc.health.v1 alone, in plaintext, here (for the kubelet's probes under TLS); "
+             "health service 'liveness' is SERVING whenever the process answers",
+    )
+    parser.add_argument(
+        "--max-staleness", type=float, default=None, metavar="SECONDS",
+        help="report NOT_SERVING once the store has been unreachable this long (default: keep serving "
+             "the last index; the health name hashmatch.v1.Freshness reports the store's reachability)",
+    )
     parser.add_argument("--max-message-bytes", type=int, default=defaults.max_message_bytes)
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
     parser.add_argument(
@@ -30,6 +46,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="hash every upload in fast mode (JPEGs decoded at reduced scale; a few bits from the exact hashes)",
     )
     parser.add_argument("--threads", type=int, default=defaults.threads)
+    parser.add_argument(
+        "--workers", type=int, default=1, metavar="N",
+        help="server processes sharing the port (SO_REUSEPORT) and the store, so hashing uses every core "
+             "(default: %(default)s; server/workers.py supervises them)",
+    )
+    # Set by the supervisor for the processes it starts (server/workers.py), never by hand.
+    parser.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--grace", type=float, default=defaults.grace_seconds, help="seconds to drain on SIGTERM")
     parser.add_argument("--no-reflection", action="store_true", help="do not offer server reflection")
     parser.add_argument(
@@ -44,6 +67,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="where to serve Prometheus /metrics (default: %(default)s; 'off' for none)",
     )
     args = parser.parse_args(argv)
+    if args.store is not None and not args.store.startswith(("postgresql://", "postgres://")):
+        parser.error(f"--store must be a postgresql:// URL, got {args.store.split(':', 1)[0]!r}...")
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
     args.security = security_flags.config_from(args, parser)
     return args
 
@@ -75,16 +102,41 @@ def main(argv: list[str] | None = None) -> int:
         grace_seconds=args.grace,
         metrics_address=None if args.metrics == "off" else args.metrics,
         selftest_interval_seconds=args.selftest_interval,
+        reuse_port=args.worker_index is not None,
+        store_url=args.store,
+        health_address=args.health_listen,
+        max_staleness_seconds=args.max_staleness,
         **args.security,
     )
+    worker = args.worker_index
+    if worker is None and args.workers > 1:
+        from .workers import supervise  # the parent only supervises: it serves nothing itself
+
+        return supervise(args.workers, args.listen, argv, config)
+    log = logging.getLogger("hashmatch.server")
     server, port = create_server(args.listen, config)
-    server.start()
+    # Bound at once: health answers NOT_SERVING (and matching UNAVAILABLE) while the index loads
+    # in the background, so orchestrators see a live process that is not ready yet.
+    server.start(wait_until_loaded=False)
     host = args.listen.rsplit(":", 1)[0]
-    # Tests and scripts read the port from this line.
-    print(f"hashmatch listening on {host}:{port} (data in {config.data_dir})", flush=True)
-    if server.metrics_port is not None:
-        metrics_host = config.metrics_address.rpartition(":")[0] or "127.0.0.1"
-        print(f"hashmatch metrics on http://{metrics_host}:{server.metrics_port}/metrics", flush=True)
+    pid = os.getpid()
+    if worker is None:
+        log.info("bound %s:%d; loading the index", host, port, extra={"fields": {"pid": pid}})
+    else:
+        log.info("worker %d started, pid %d", worker, pid, extra={"fields": {"worker": worker, "pid": pid}})
+        # For the supervisor, which prints the one "hashmatch listening on" line for all workers.
+        print(f"hashmatch worker {worker} (pid {pid}) bound {host}:{port}", flush=True)
+
+    def announce() -> None:
+        if worker is None:
+            # Tests and scripts read the port from this line: printed once the index is loaded and
+            # the first self-test ran, so calls made after it are served.
+            print(f"hashmatch listening on {host}:{port} (data in {config.data_dir})", flush=True)
+        else:
+            print(f"hashmatch worker {worker} (pid {pid}) loaded", flush=True)
+        if server.metrics_port is not None:
+            metrics_host = config.metrics_address.rpartition(":")[0] or "127.0.0.1"
+            print(f"hashmatch metrics on http://{metrics_host}:{server.metrics_port}/metrics", flush=True)
 
     stopping = threading.Event()
 
@@ -94,7 +146,22 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    stopping.wait()
+    parent = os.getppid()
+    loaded = False
+    while not stopping.is_set():
+        if not loaded:
+            try:
+                loaded = server.lists.wait(0.05)
+            except Exception:  # noqa: BLE001 - logged by the loader; a server without an index must go
+                server.stop(None)
+                return 1
+            if loaded:
+                announce()
+        else:
+            stopping.wait(0.2)
+        if worker is not None and os.getppid() != parent:
+            log.warning("worker %d: the supervisor is gone; draining", worker)
+            stopping.set()
     server.stop(config.grace_seconds)
     return 0
 

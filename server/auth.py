@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import grpc
 
+from hashmatch.index.errors import StoreUnavailable
 from hashmatch.index.keys import ROLES, AuthenticationFailed, KeyStore
 
 from .handlers import Release, gated, refuse, refusing, split_method
@@ -48,6 +49,7 @@ AUDITED_METHODS = frozenset({
     "/hashmatch.v1.ListsService/UpdateList",
     "/hashmatch.v1.ListsService/DeleteList",
     "/hashmatch.v1.ListsService/UploadHashes",
+    "/hashmatch.v1.ListsService/AddImages",
     "/hashmatch.v1.ListsService/RemoveHashes",
     "/hashmatch.v1.ListsService/ExportHashes",
     "/hashmatch.v1.KeysService/CreateKey",
@@ -161,6 +163,11 @@ class Authenticator:
                 info = self.keys.authenticate(token)
             except AuthenticationFailed as exc:
                 raise Refusal(grpc.StatusCode.UNAUTHENTICATED, str(exc), REASON_BAD_CREDENTIALS) from None
+            except StoreUnavailable:
+                # A key this replica has not verified before, while the shared key store is away.
+                raise Refusal(grpc.StatusCode.UNAVAILABLE,
+                              "the key store cannot be reached to check this key; retry later",
+                              "STORE_UNAVAILABLE") from None
             return Principal(info.name, info.roles, info.key_id, "api-key", credential_digest(token))
         for identity in peer_identities(context) if self.certificate_roles else ():
             roles = self.certificate_roles.get(identity)

@@ -50,6 +50,23 @@ class ServerConfig:
     selftest_interval_seconds: float = 300.0
     # Folder of the self-test's images and expected.json (None: the ones shipped in the package).
     selftest_data_dir: Path | None = None
+    # Let several processes listen on the one port (SO_REUSEPORT; the kernel spreads connections
+    # among them): set for the workers of `--workers N` (server/workers.py), off otherwise so a
+    # second server started by mistake on a busy port fails instead of sharing it.
+    reuse_port: bool = False
+    # The shared store for replicas: a postgresql:// URL (index/postgres_store.py). None: the
+    # embedded SQLite file in data_dir.
+    store_url: str | None = None
+    # host:port of a plaintext port serving only grpc.health.v1 (for probes that cannot speak
+    # TLS); None: health is served on the main port only (it always is there too).
+    health_address: str | None = None
+    # Seconds between polls of the store's change feed for other processes' writes (PostgreSQL
+    # also wakes the follower at once through LISTEN/NOTIFY).
+    follow_interval_seconds: float = 0.5
+    # Overall health turns NOT_SERVING once the index has not been confirmed current for this
+    # long (the store unreachable); None: keep serving the last index however old. The health
+    # service name "hashmatch.v1.Freshness" is NOT_SERVING whenever the store is unreachable.
+    max_staleness_seconds: float | None = None
 
     @property
     def database_path(self) -> Path:

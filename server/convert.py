@@ -83,6 +83,7 @@ def hit_to_proto(hit: Hit) -> hashes_pb2.Match:
         query_index=hit.query_index,
         orientation=orientation_to_proto(hit.orientation),
         region=hashes_pb2.ImageRegion.Value(f"IMAGE_REGION_{hit.region.upper()}"),
+        confirmed_by=algorithm_to_proto(hit.confirmed_by) if hit.confirmed_by is not None else 0,
     )
 
 
@@ -118,4 +119,8 @@ def list_to_proto(info: ListInfo) -> lists_pb2.HashList:
         create_time=_timestamp(info.created),
         update_time=_timestamp(info.updated),
         match_orientations=info.match_orientations,
+        confirmed_thresholds=[
+            lists_pb2.AlgorithmThreshold(algorithm=algorithm_to_proto(a), threshold=t)
+            for a, t in info.confirmed_thresholds.items()
+        ],
     )

@@ -16,6 +16,7 @@ import grpc
 
 from hashmatch.hashing import HashFormatError, ImageTooLarge, InvalidImage
 from hashmatch.index import InvalidEntry, InvalidListSpec, ListExists, ListNotFound
+from hashmatch.index.errors import StoreUnavailable
 
 from .convert import BadField
 
@@ -58,6 +59,10 @@ def classify(exc: BaseException) -> tuple[grpc.StatusCode, str | None, str] | No
             return grpc.StatusCode.NOT_FOUND, "LIST_NOT_FOUND", str(exc)
         case ListExists():
             return grpc.StatusCode.ALREADY_EXISTS, "LIST_EXISTS", str(exc)
+        case StoreUnavailable():
+            # Not the caller's mistake, but not a bug either: the database is away for now;
+            # UNAVAILABLE tells clients a retry may succeed (matching keeps working meanwhile).
+            return grpc.StatusCode.UNAVAILABLE, "STORE_UNAVAILABLE", f"{exc}; the change was not made, retry later"
     return None
 
 

@@ -1,8 +1,11 @@
-"""``python -m hashmatch.server keys create|ls|revoke --data-dir DIR``: API keys, offline.
+"""``python -m hashmatch.server keys create|ls|revoke --data-dir DIR | --store URL``: API keys, offline.
 
-Works on the data folder's SQLite file directly, so it needs no running server and no key: it is
-how an operator who can read the data folder recovers from a lost or revoked admin key. (Whoever
-can read that folder can read the lists anyway.) ``hashmatch keys ... --data-dir`` runs this.
+Works on the store directly (the data folder's SQLite file, or the PostgreSQL store replicas
+share), so it needs no running server and no key: it is how an operator who can read the store
+recovers from a lost or revoked admin key, or creates the first keys of a new deployment.
+(Whoever can read the store can read the lists anyway.) ``hashmatch keys ... --data-dir`` and
+``... --store`` run this. The store URL may come from $HASHMATCH_STORE_URL instead, so that its
+password need not appear on a command line.
 
 A new key is printed once, on stdout; everything else goes to stderr.
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -20,14 +24,20 @@ from typing import Any, Sequence
 from hashmatch.client.cli_security import expiry_arg, roles_arg
 from hashmatch.index.keys import ROLES, ApiKeyError, ApiKeyInfo, KeyStore
 
+STORE_URL_ENV = "HASHMATCH_STORE_URL"
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hashmatch keys", description="Manage API keys in a data folder (offline).")
+    parser = argparse.ArgumentParser(prog="hashmatch keys",
+                                     description="Manage API keys in a data folder or a PostgreSQL store (offline).")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(name: str, summary: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=summary, description=summary)
-        sub.add_argument("--data-dir", type=Path, required=True, help="the server's data folder")
+        where = sub.add_mutually_exclusive_group()
+        where.add_argument("--data-dir", type=Path, help="the server's data folder (its SQLite store)")
+        where.add_argument("--store", metavar="URL",
+                           help=f"the replicas' postgresql:// store (default: ${STORE_URL_ENV})")
         sub.add_argument("--json", action="store_true", help="print JSON on stdout")
         return sub
 
@@ -74,10 +84,22 @@ def _table(keys: Sequence[ApiKeyInfo]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.data_dir.is_dir():
+    url = args.store or (None if args.data_dir else os.environ.get(STORE_URL_ENV))
+    if url is not None:
+        if not url.startswith(("postgresql://", "postgres://")):
+            parser.error(f"--store must be a postgresql:// URL, got {url.split(':', 1)[0]!r}...")
+        try:
+            store = KeyStore(url=url)
+        except Exception as exc:  # the server is not needed, but the database is
+            print(f"hashmatch keys: cannot open the PostgreSQL store: {str(exc).splitlines()[0]}", file=sys.stderr)
+            return 1
+    elif args.data_dir is None:
+        parser.error(f"give --data-dir (SQLite) or --store / ${STORE_URL_ENV} (PostgreSQL)")
+    elif not args.data_dir.is_dir():
         print(f"hashmatch keys: {args.data_dir} is not a folder (give the server's --data-dir)", file=sys.stderr)
         return 1
-    store = KeyStore(args.data_dir / "hashmatch.sqlite3")
+    else:
+        store = KeyStore(args.data_dir / "hashmatch.sqlite3")
     try:
         return _run(args, store)
     except ApiKeyError as exc:

@@ -28,7 +28,7 @@ import grpc
 from hashmatch.index import HashLists
 
 from .auth import Principal, current_principal
-from .errors import RequestError
+from .errors import RequestError, classify
 from .handlers import Release, gated, refuse, split_method
 from .shortcut import RateLimitShortcut, RecentRefusals
 
@@ -265,9 +265,12 @@ class LimitsInterceptor(grpc.ServerInterceptor):
         self._create_lock.acquire()
         try:
             count = len(self._lists.list_lists())
-        except BaseException:
+        except BaseException as exc:
             self._create_lock.release()
-            raise
+            known = classify(exc)  # e.g. the shared store is away: UNAVAILABLE, not a crash
+            if known is None:
+                raise
+            refuse(context, known[0], known[2], known[1])
         if self.limits.max_lists and count >= self.limits.max_lists:
             self._create_lock.release()
             self._count("LIST_LIMIT")

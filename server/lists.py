@@ -6,18 +6,26 @@ from typing import Iterator
 
 import grpc
 
-from hashmatch.hashing import Hash, HashFormatError
-from hashmatch.index import HashLists, InvalidEntry, NewEntry
+from hashmatch.hashing import Algorithm, Hash, HashFormatError, ImageError, hash_image
+from hashmatch.index import HashLists, InvalidEntry, NewEntry, NewImage
+from hashmatch.index.validation import entry_problem
 from hashmatch.v1 import lists_pb2, lists_pb2_grpc
 
 from . import convert
 from .auth import current_actor
-from .errors import RequestError, unary
+from .config import ServerConfig
+from .errors import RequestError, classify, unary
+from .limits import ensure_active
+
+#: Most images one AddImages call may hold (each message is also bounded by the server's
+#: message size limit). Only the hashes are kept while the call streams, never the images.
+MAX_IMAGES_PER_CALL = 10_000
 
 
 class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
-    def __init__(self, lists: HashLists) -> None:
+    def __init__(self, lists: HashLists, config: ServerConfig | None = None) -> None:
         self._lists = lists
+        self._config = config or ServerConfig()
 
     @unary
     def CreateList(self, request: lists_pb2.CreateListRequest, context: grpc.ServicerContext):
@@ -28,6 +36,7 @@ class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
             request.enabled if request.HasField("enabled") else True,
             request.match_orientations if request.HasField("match_orientations") else True,
             actor=_actor(context),
+            confirmed_thresholds=convert.thresholds_from_proto(request.confirmed_thresholds, "confirmed_thresholds"),
         )
         return lists_pb2.CreateListResponse(list=convert.list_to_proto(info))
 
@@ -48,6 +57,8 @@ class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
             request.enabled if request.HasField("enabled") else None,
             request.match_orientations if request.HasField("match_orientations") else None,
             actor=_actor(context),
+            confirmed_thresholds=convert.thresholds_from_proto(request.confirmed_thresholds, "confirmed_thresholds")
+            or None,
         )
         return lists_pb2.UpdateListResponse(list=convert.list_to_proto(info))
 
@@ -108,6 +119,89 @@ class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
         )
 
     @unary
+    def AddImages(self, request_iterator: Iterator[lists_pb2.AddImagesRequest], context: grpc.ServicerContext):
+        # Each image is hashed as it arrives and its bytes dropped: the call holds only hashes.
+        # Nothing is stored before the commit marker: all or nothing, like UploadHashes.
+        list_name = ""
+        images: list[NewImage] = []
+        names: list[str] = []
+        committed = False
+        for number, message in enumerate(request_iterator):
+            if committed:
+                raise RequestError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"message {number + 1} of the call comes after the message that set commit",
+                )
+            committed = message.commit
+            if message.list_name:
+                if list_name and message.list_name != list_name:
+                    raise RequestError(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"message {number + 1} of the call names list {message.list_name!r}, "
+                        f"but the call is for {list_name!r}",
+                    )
+                list_name = message.list_name
+            elif number == 0:
+                raise RequestError(
+                    grpc.StatusCode.INVALID_ARGUMENT, "list_name: the first message of the call must name the list"
+                )
+            for item in message.images:
+                if len(images) == MAX_IMAGES_PER_CALL:
+                    raise RequestError(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"the call has more than {MAX_IMAGES_PER_CALL} images, the limit per call; "
+                        "nothing was stored: split them into several calls",
+                        "UPLOAD_TOO_LARGE",
+                    )
+                ensure_active(context)
+                position = len(images) + 1
+                images.append(self._image(item, position))
+                names.append(item.name)
+        if not list_name:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "the call is empty: no list_name and no images")
+        if not committed or not context.is_active():
+            raise RequestError(
+                grpc.StatusCode.ABORTED,
+                "the call ended without a message that sets commit; nothing was stored",
+                "UPLOAD_NOT_COMMITTED",
+            )
+        try:
+            outcomes, outcome, info = self._lists.add_images(list_name, images, actor=_actor(context))
+        except InvalidEntry as exc:
+            raise RequestError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{_which(exc.line, names[exc.line - 1] if 0 < exc.line <= len(names) else '')}: {exc.reason}",
+                "INVALID_ENTRY",
+            ) from None
+        return lists_pb2.AddImagesResponse(
+            images=[
+                lists_pb2.AddedImage(
+                    name=name or f"image {position}", entry_id=o.entry_id, hashes_added=o.hashes_added,
+                    other_entry_ids=o.other_entry_ids,
+                )
+                for position, (name, o) in enumerate(zip(names, outcomes), start=1)
+            ],
+            added=outcome.added,
+            list=convert.list_to_proto(info),
+        )
+
+    def _image(self, item: lists_pb2.ImageEntry, position: int) -> NewImage:
+        which = _which(position, item.name)
+        label = item.label if item.HasField("label") else None
+        source = item.source if item.HasField("source") else None
+        problem = entry_problem(item.id, label, source)
+        if problem:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"{which}: {problem}", "INVALID_ENTRY")
+        try:
+            # Every algorithm the lists know, exact (never the fast decode): what a list holds must
+            # be what any later query's hashes are compared with.
+            hashes = hash_image(item.image, list(Algorithm), max_pixels=self._config.max_pixels)
+        except ImageError as exc:
+            code, reason, message = classify(exc) or (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_IMAGE", str(exc))
+            raise RequestError(code, f"{which}: {message}", reason) from None
+        return NewImage(tuple(r.hash for r in hashes.results), label, item.id, source, position)
+
+    @unary
     def RemoveHashes(self, request: lists_pb2.RemoveHashesRequest, context: grpc.ServicerContext):
         if not request.entry_ids and not request.hashes:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "give entry_ids or hashes to remove")
@@ -121,6 +215,11 @@ def _actor(context: grpc.ServicerContext) -> str:
     """Who makes a change, for the store's audit trail: the API key's name, or the gRPC peer
     when the server runs without authentication."""
     return current_actor() or context.peer() or "unknown"
+
+
+def _which(position: int, name: str) -> str:
+    """How errors name the image at ``position`` (from 1): "image 3 ('cat.jpg')", or "image 3"."""
+    return f"image {position} ({name[:200]!r})" if name else f"image {position}"
 
 
 def _entry(message: lists_pb2.HashEntry, position: int) -> NewEntry:

@@ -10,7 +10,7 @@ from typing import Iterator, Sequence
 
 import grpc
 
-from hashmatch.hashing import DEFAULT_ALGORITHMS, Algorithm, ImageHashes, hash_image
+from hashmatch.hashing import DEFAULT_ALGORITHMS, DIGESTS, Algorithm, ImageHashes, hash_image
 from hashmatch.index import HashLists
 from hashmatch.v1 import hashes_pb2, matcher_pb2, matcher_pb2_grpc
 
@@ -34,8 +34,10 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServiceServicer):
         fast: bool,
         orientations: bool,
         regions: bool = False,
+        also: Sequence[Algorithm] = (),
     ) -> ImageHashes:
-        algorithms = convert.algorithms_from_proto(algorithm_values, field) or list(DEFAULT_ALGORITHMS)
+        # ``also``: computed beside the defaults when the request names no algorithm.
+        algorithms = convert.algorithms_from_proto(algorithm_values, field) or [*DEFAULT_ALGORITHMS, *also]
         return hash_image(
             image,
             algorithms,
@@ -64,6 +66,7 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServiceServicer):
         hashes = self._hash(
             request.image, request.algorithms, "algorithms",
             fast=request.fast, orientations=True, regions=self._config.match_regions,
+            also=self._listed_digests(),
         )
         # Hashing is the costly step: a client that gave up meanwhile gets no search.
         ensure_active(context)
@@ -84,6 +87,17 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServiceServicer):
             image=convert.image_info_to_proto(hashes),
             index_generation=found.generation,
         )
+
+    def _listed_digests(self) -> list[Algorithm]:
+        """The digests outside the defaults (SHA-1) that some list holds entries of.
+
+        MatchImage computes them too when the request names no algorithm, so loading an NCMEC
+        SHA-1 list is enough for uploads to match it. A digest is one hashlib pass over bytes
+        already in memory (well under a millisecond per megabyte beside tens for decoding and
+        PDQ), and asking the index keeps the response's hashes the documented four for every
+        deployment that lists no SHA-1.
+        """
+        return [a for a in DIGESTS if a not in DEFAULT_ALGORITHMS and self._lists.entry_count(a)]
 
     @unary
     def MatchImage(self, request: matcher_pb2.MatchImageRequest, context: grpc.ServicerContext):

@@ -10,13 +10,14 @@ import json
 import logging
 import time
 import uuid
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from hashmatch.hashing import Algorithm
+from hashmatch.hashing.compute import timing_sink
 from hashmatch.index import HashLists
 from hashmatch.v1 import hashes_pb2
 
@@ -25,6 +26,9 @@ log = logging.getLogger("hashmatch.requests")
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BYTES_BUCKETS = tuple(2**k for k in range(10, 27, 2))  # 1 KiB .. 64 MiB
 _PIXEL_BUCKETS = tuple(10**k for k in range(3, 9))  # 1 kpx .. 100 Mpx
+# Hashing one algorithm of one image: from well under a millisecond (a digest of a small file) to
+# about a second (PDQ of a 50-megapixel photo).
+_HASHING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _ALGORITHM_NAMES = {hashes_pb2.Algorithm.Value(f"ALGORITHM_{a.name}"): a.value for a in Algorithm}
 
 
@@ -58,7 +62,23 @@ class Metrics:
         self.selftest_time = Gauge(
             "hashmatch_selftest_last_run_timestamp_seconds", "When the last self-test finished", registry=r
         )
+        self.hashing = Histogram(
+            "hashmatch_hashing_seconds", "Time hashing one image, by algorithm (its region variants included)",
+            ["algorithm"], buckets=_HASHING_BUCKETS, registry=r,
+        )
+        self.decoding = Histogram(
+            "hashmatch_image_decode_seconds", "Time opening and decoding one image", buckets=_HASHING_BUCKETS,
+            registry=r,
+        )
         r.register(_IndexCollector(lists))
+
+    def observe_hashing(self, timings: Mapping[str, float]) -> None:
+        """One image's hashing.compute timings: "decode", then seconds by algorithm name."""
+        for step, seconds in timings.items():
+            if step == "decode":
+                self.decoding.observe(seconds)
+            else:
+                self.hashing.labels(step).observe(seconds)
 
     def observe_rpc(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
         self.requests.labels(method, code.name).inc()
@@ -93,6 +113,10 @@ class _IndexCollector:
         self._lists = lists
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        loaded = getattr(self._lists, "loaded", True)  # a LoadingLists until the index is loaded
+        yield GaugeMetricFamily("hashmatch_index_loaded", "1 once the index is loaded, else 0", value=int(loaded))
+        if not loaded:
+            return
         entries = GaugeMetricFamily("hashmatch_index_entries", "Entries searchable, by algorithm", labels=["algorithm"])
         for algorithm in Algorithm:
             entries.add_metric([algorithm.value], self._lists.entry_count(algorithm))
@@ -102,6 +126,21 @@ class _IndexCollector:
             "hashmatch_index_age_seconds", "Seconds since the index last changed or was loaded",
             value=time.time() - self._lists.last_change_time,
         )
+        # Replicas and workers: is the shared store reachable, how long since this index was last
+        # confirmed current, and how other processes' writes were applied (deltas, not reloads).
+        yield GaugeMetricFamily("hashmatch_store_connected", "1 while the store can be read, else 0",
+                                value=int(self._lists.store_connected))
+        yield GaugeMetricFamily("hashmatch_index_stale_seconds",
+                                "Seconds since the index was last confirmed to be the store's latest",
+                                value=self._lists.stale_seconds)
+        stats = self._lists.follower_stats
+        yield CounterMetricFamily("hashmatch_follower_deltas", "Rounds that applied other processes' writes as deltas",
+                                  value=stats["deltas"])
+        yield CounterMetricFamily("hashmatch_follower_changes", "Other processes' writes applied as deltas",
+                                  value=stats["changes"])
+        yield CounterMetricFamily("hashmatch_follower_reloads",
+                                  "Whole index rebuilds because the change feed did not reach back far enough",
+                                  value=stats["reloads"])
 
 
 class RequestObserver(grpc.ServerInterceptor):
@@ -129,11 +168,14 @@ class RequestObserver(grpc.ServerInterceptor):
         def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
             start = time.perf_counter()
             response = None
+            token = timing_sink.set(self._metrics.observe_hashing)
             try:
                 response = behavior(request, context)
             except BaseException:
                 self._done(method, request_id, context, start, request, None, failed=True)
                 raise
+            finally:
+                timing_sink.reset(token)
             self._done(method, request_id, context, start, request, response)
             return response
 
@@ -144,6 +186,8 @@ class RequestObserver(grpc.ServerInterceptor):
             start = time.perf_counter()
             count = 0
             failed = True
+            # Not reset: a generator's steps may run in different contexts; this one ends with the RPC.
+            timing_sink.set(self._metrics.observe_hashing)
             try:
                 for response in behavior(request, context):
                     count += 1

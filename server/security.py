@@ -25,7 +25,8 @@ def open_keys(config: ServerConfig) -> KeyStore | None:
             "match results, change and delete lists; use it only on a trusted loopback"
         )
         return None
-    keys = KeyStore(config.database_path)
+    # Replicas on one PostgreSQL store share its keys too (index/keys.py).
+    keys = KeyStore(url=config.store_url) if config.store_url else KeyStore(config.database_path)
     try:
         created = keys.bootstrap_admin(config.admin_key_path)
     except BaseException:

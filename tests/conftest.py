@@ -58,6 +58,44 @@ def server(server_factory: Callable[..., RunningServer]) -> RunningServer:
 
 
 @pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    """A throwaway PostgreSQL cluster on loopback for the whole session (tests/pgcluster.py);
+    skips the test, saying why, where PostgreSQL or psycopg is not installed."""
+    from pgcluster import Cluster, find_binaries
+
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg is not installed (pip install 'hashmatch[server]')")
+    binaries, why = find_binaries()
+    if binaries is None:
+        pytest.skip(why)
+    try:
+        cluster = Cluster(binaries)
+    except RuntimeError as exc:
+        pytest.skip(f"cannot start a throwaway PostgreSQL: {exc}")
+    yield cluster
+    cluster.destroy()
+
+
+STORE_KINDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(params=STORE_KINDS)
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Any]:
+    """``make_store()``: a store on this test's own database, for each kind of store (every call
+    opens the same database again, as a restart would)."""
+    if request.param == "sqlite":
+        from hashmatch.index import SQLiteStore
+
+        return lambda: SQLiteStore(tmp_path / "store.sqlite3")
+    from hashmatch.index.postgres_store import PostgresStore
+
+    url = request.getfixturevalue("pg_cluster").database()
+    return lambda: PostgresStore(url)
+
+
+@pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"{SHARED} is absent (shared test data lives beside the project)")

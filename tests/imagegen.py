@@ -254,10 +254,11 @@ def reference_hashes(data: bytes) -> dict[Algorithm, tuple[str, int | None]]:
     """Every algorithm for a file's bytes, by the reference libraries: the oracle for hash_image.
 
     The perceptual ones are :func:`reference_image_hashes` of ``Image.open(file)`` (first frame,
-    full resolution, no EXIF rotation); MD5/SHA-256 are hashlib's on the bytes.
+    full resolution, no EXIF rotation); MD5/SHA-1/SHA-256 are hashlib's on the bytes.
     """
     with Image.open(io.BytesIO(data)) as image:
         expected = reference_image_hashes(image)
     expected[Algorithm.MD5] = (hashlib.md5(data).hexdigest(), None)
+    expected[Algorithm.SHA1] = (hashlib.sha1(data).hexdigest(), None)
     expected[Algorithm.SHA256] = (hashlib.sha256(data).hexdigest(), None)
     return expected

@@ -101,7 +101,7 @@ def test_lists_crud(run: Run) -> None:
 
     shown = run_json(run, "lists", "show", "known")
     assert shown["description"] == "known bad"
-    assert shown["thresholds"] == {"pdq": 20, "phash": 8, "dhash": 10, "ahash": 10, "whash": 10, "md5": 0, "sha256": 0}
+    assert shown["thresholds"] == {"pdq": 20, "phash": 8, "dhash": 10, "ahash": 10, "whash": 10, "md5": 0, "sha1": 0, "sha256": 0}
     assert shown["created"].endswith("Z")
 
     updated = run_json(run, "lists", "update", "known", "--description", "renamed", "--threshold", "phash=6",

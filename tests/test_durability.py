@@ -263,8 +263,8 @@ def test_threshold_edits_keep_the_snapshot_valid(tmp_path: Path) -> None:
 
 # -- the audit trail ------------------------------------------------------------------------------
 
-def test_the_audit_trail_records_who_did_what_to_which_list(tmp_path: Path) -> None:
-    lists = make_lists(tmp_path / "s.sqlite3")
+def test_the_audit_trail_records_who_did_what_to_which_list(make_store) -> None:
+    lists = HashLists(make_store())
     lists.create_list("a", thresholds={PDQ: 20}, actor="alice")
     lists.add_entries("a", [NewEntry(PDQ, bytes([i]) * 32, entry_id=f"x{i}") for i in range(5)], actor="bob")
     lists.add_entries("a", [NewEntry(PDQ, bytes([1]) * 32, entry_id="x1")], actor="bob")  # no change: no record

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 
 from hashmatch.hashing.algorithms import Algorithm, Hash
-from hashmatch.index import HashLists, InvalidEntry, InvalidListSpec, ListExists, ListNotFound, NewEntry, SQLiteStore
+from hashmatch.index import HashLists, InvalidEntry, InvalidListSpec, ListExists, ListNotFound, NewEntry
 
 PDQ, PHASH, MD5 = Algorithm.PDQ, Algorithm.PHASH, Algorithm.MD5
 
@@ -53,8 +52,9 @@ class Lists(HashLists):
 
 
 @pytest.fixture
-def lists(tmp_path: Path) -> HashLists:
-    hash_lists = Lists(SQLiteStore(tmp_path / "store.sqlite3"))
+def lists(make_store) -> HashLists:
+    # Every test of this file runs on each kind of store (conftest.py: make_store).
+    hash_lists = Lists(make_store())
     yield hash_lists
     hash_lists.close()
 
@@ -202,17 +202,16 @@ def test_list_rules(lists: HashLists) -> None:
         lists.create_list("t", thresholds={PDQ: 300})
 
 
-def test_state_survives_a_restart(tmp_path: Path) -> None:
+def test_state_survives_a_restart(make_store) -> None:
     rng = random.Random(11)
-    path = tmp_path / "s.sqlite3"
-    first = Lists(SQLiteStore(path))
+    first = Lists(make_store())
     first.create_list("l", thresholds={PDQ: 20})
     values = [random_value(rng, PDQ) for _ in range(30)]
     first.add_entries("l", [NewEntry(PDQ, v, label=str(i)) for i, v in enumerate(values)])
     queries = [Hash(PDQ, flip(rng, v, 15)) for v in values]
     before = as_set(first.match_hits(queries))
     first.close()
-    second = Lists(SQLiteStore(path))
+    second = Lists(make_store())
     assert as_set(second.match_hits(queries)) == before == brute_force(second, queries)
     assert len(before) == 30
     second.close()

@@ -27,8 +27,8 @@ def rss() -> int:
 
 
 @pytest.fixture
-def lists(tmp_path: Path):
-    hash_lists = HashLists(SQLiteStore(tmp_path / "store.sqlite3"))
+def lists(make_store):
+    hash_lists = HashLists(make_store())
     yield hash_lists
     hash_lists.close()
 
@@ -74,9 +74,9 @@ def test_a_match_sees_an_upload_whole_or_not_at_all_and_never_waits(lists: HashL
     assert write_seconds > 0.3 and len(during) >= 10 and slowest < write_seconds / 3, (write_seconds, len(during), slowest)
 
 
-def test_removals_are_masked_at_once_and_compaction_changes_no_answer(tmp_path: Path) -> None:
+def test_removals_are_masked_at_once_and_compaction_changes_no_answer(make_store) -> None:
     rng = random.Random(2)
-    lists = HashLists(SQLiteStore(tmp_path / "s.sqlite3"), background=False)
+    lists = HashLists(make_store(), background=False)
     lists.create_list("l", thresholds={PDQ: 20})
     lists.create_list("m", thresholds={PDQ: 8})
     values = [value(rng) for _ in range(300)]
@@ -97,10 +97,10 @@ def test_removals_are_masked_at_once_and_compaction_changes_no_answer(tmp_path: 
     lists.close()
 
 
-def test_compaction_racing_with_writes_loses_nothing(tmp_path: Path) -> None:
+def test_compaction_racing_with_writes_loses_nothing(make_store) -> None:
     rng = random.Random(3)
     policy = CompactionPolicy(max_segments=2, fold_min_entries=1, interval_seconds=0.01)
-    lists = HashLists(SQLiteStore(tmp_path / "s.sqlite3"), policy=policy)
+    lists = HashLists(make_store(), policy=policy)
     lists.create_list("l")
     kept: dict[str, bytes] = {}
     for round_ in range(60):

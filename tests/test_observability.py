@@ -109,3 +109,26 @@ def test_selftest_passes_and_a_changed_hash_turns_health_not_serving(server_fact
             assert status == health_pb2.HealthCheckResponse.NOT_SERVING
     assert scrape(bad.server.metrics_port)["hashmatch_selftest_ok"] == 0
     assert any(f"{first}: PHASH is" in r.getMessage() for r in caplog.records)
+
+
+def test_hashing_time_by_algorithm_is_scraped(server_factory) -> None:
+    srv = server_factory(metrics_address="127.0.0.1:0")
+    port = srv.server.metrics_port
+    assert port
+    image = encode(photo(5, (1200, 900)), "JPEG")
+    with grpc.insecure_channel(srv.address) as channel:
+        matcher = matcher_pb2_grpc.MatcherServiceStub(channel)
+        matcher.HashImage(matcher_pb2.HashImageRequest(image=image, algorithms=[PDQ, hashes_pb2.ALGORITHM_PHASH]))
+        matcher.MatchImage(matcher_pb2.MatchImageRequest(image=image))  # the defaults: PDQ, pHash, MD5, SHA-256
+        with pytest.raises(grpc.RpcError):
+            matcher.MatchImage(matcher_pb2.MatchImageRequest(image=b"not an image"))
+    after = scrape(port)
+    count = 'hashmatch_hashing_seconds_count{algorithm="%s"}'
+    total = 'hashmatch_hashing_seconds_sum{algorithm="%s"}'
+    assert after[count % "pdq"] == 2 and after[count % "phash"] == 2
+    assert after[count % "md5"] == 1 and after[count % "sha256"] == 1
+    assert count % "dhash" not in after  # never asked for
+    # PDQ of a 1.1-megapixel photo: milliseconds, not zero and not seconds.
+    assert 0.001 < after[total % "pdq"] / 2 < 2.0
+    assert after["hashmatch_image_decode_seconds_count"] == 2  # the bad upload never got decoded
+    assert after["hashmatch_image_decode_seconds_sum"] > 0

@@ -137,6 +137,7 @@ LISTS_METHODS = {
     "UploadHashes": (True, False),
     "RemoveHashes": (False, False),
     "ExportHashes": (False, True),
+    "AddImages": (True, False),
 }
 KEYS_METHODS = {
     "CreateKey": (False, False),
@@ -152,6 +153,7 @@ ALGORITHMS = {
     "ALGORITHM_WHASH": 5,
     "ALGORITHM_MD5": 6,
     "ALGORITHM_SHA256": 7,
+    "ALGORITHM_SHA1": 8,
 }
 
 

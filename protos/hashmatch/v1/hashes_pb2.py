@@ -24,25 +24,25 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19hashmatch/v1/hashes.proto\x12\x0chashmatch.v1\"\x93\x01\n\x04Hash\x12*\n\talgorithm\x18\x01 \x01(\x0e\x32\x17.hashmatch.v1.Algorithm\x12\r\n\x05value\x18\x02 \x01(\t\x12\x14\n\x07quality\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12.\n\x0borientation\x18\x04 \x01(\x0e\x32\x19.hashmatch.v1.OrientationB\n\n\x08_quality\"O\n\tImageInfo\x12\r\n\x05width\x18\x01 \x01(\x05\x12\x0e\n\x06height\x18\x02 \x01(\x05\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\x12\x13\n\x0b\x66rame_count\x18\x04 \x01(\x05\"\xfc\x01\n\x05Match\x12\x11\n\tlist_name\x18\x01 \x01(\t\x12\x10\n\x08\x65ntry_id\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12*\n\talgorithm\x18\x04 \x01(\x0e\x32\x17.hashmatch.v1.Algorithm\x12\x10\n\x08\x64istance\x18\x05 \x01(\x05\x12\x11\n\tthreshold\x18\x06 \x01(\x05\x12\x13\n\x0bquery_index\x18\x07 \x01(\x05\x12.\n\x0borientation\x18\x08 \x01(\x0e\x32\x19.hashmatch.v1.Orientation\x12)\n\x06region\x18\t \x01(\x0e\x32\x19.hashmatch.v1.ImageRegion\"&\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t*\xb6\x01\n\tAlgorithm\x12\x19\n\x15\x41LGORITHM_UNSPECIFIED\x10\x00\x12\x11\n\rALGORITHM_PDQ\x10\x01\x12\x13\n\x0f\x41LGORITHM_PHASH\x10\x02\x12\x13\n\x0f\x41LGORITHM_DHASH\x10\x03\x12\x13\n\x0f\x41LGORITHM_AHASH\x10\x04\x12\x13\n\x0f\x41LGORITHM_WHASH\x10\x05\x12\x11\n\rALGORITHM_MD5\x10\x06\x12\x14\n\x10\x41LGORITHM_SHA256\x10\x07*\x8e\x02\n\x0bOrientation\x12\x1b\n\x17ORIENTATION_UNSPECIFIED\x10\x00\x12\x18\n\x14ORIENTATION_ORIGINAL\x10\x01\x12\x19\n\x15ORIENTATION_ROTATE_90\x10\x02\x12\x1a\n\x16ORIENTATION_ROTATE_180\x10\x03\x12\x1a\n\x16ORIENTATION_ROTATE_270\x10\x04\x12\x1f\n\x1bORIENTATION_FLIP_HORIZONTAL\x10\x05\x12\x1d\n\x19ORIENTATION_FLIP_VERTICAL\x10\x06\x12\x19\n\x15ORIENTATION_TRANSPOSE\x10\x07\x12\x1a\n\x16ORIENTATION_TRANSVERSE\x10\x08*x\n\x0bImageRegion\x12\x1c\n\x18IMAGE_REGION_UNSPECIFIED\x10\x00\x12\x16\n\x12IMAGE_REGION_WHOLE\x10\x01\x12\x18\n\x14IMAGE_REGION_TRIMMED\x10\x02\x12\x19\n\x15IMAGE_REGION_EMBEDDED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19hashmatch/v1/hashes.proto\x12\x0chashmatch.v1\"\x93\x01\n\x04Hash\x12*\n\talgorithm\x18\x01 \x01(\x0e\x32\x17.hashmatch.v1.Algorithm\x12\r\n\x05value\x18\x02 \x01(\t\x12\x14\n\x07quality\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12.\n\x0borientation\x18\x04 \x01(\x0e\x32\x19.hashmatch.v1.OrientationB\n\n\x08_quality\"O\n\tImageInfo\x12\r\n\x05width\x18\x01 \x01(\x05\x12\x0e\n\x06height\x18\x02 \x01(\x05\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\x12\x13\n\x0b\x66rame_count\x18\x04 \x01(\x05\"\xab\x02\n\x05Match\x12\x11\n\tlist_name\x18\x01 \x01(\t\x12\x10\n\x08\x65ntry_id\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12*\n\talgorithm\x18\x04 \x01(\x0e\x32\x17.hashmatch.v1.Algorithm\x12\x10\n\x08\x64istance\x18\x05 \x01(\x05\x12\x11\n\tthreshold\x18\x06 \x01(\x05\x12\x13\n\x0bquery_index\x18\x07 \x01(\x05\x12.\n\x0borientation\x18\x08 \x01(\x0e\x32\x19.hashmatch.v1.Orientation\x12)\n\x06region\x18\t \x01(\x0e\x32\x19.hashmatch.v1.ImageRegion\x12-\n\x0c\x63onfirmed_by\x18\n \x01(\x0e\x32\x17.hashmatch.v1.Algorithm\"&\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t*\xca\x01\n\tAlgorithm\x12\x19\n\x15\x41LGORITHM_UNSPECIFIED\x10\x00\x12\x11\n\rALGORITHM_PDQ\x10\x01\x12\x13\n\x0f\x41LGORITHM_PHASH\x10\x02\x12\x13\n\x0f\x41LGORITHM_DHASH\x10\x03\x12\x13\n\x0f\x41LGORITHM_AHASH\x10\x04\x12\x13\n\x0f\x41LGORITHM_WHASH\x10\x05\x12\x11\n\rALGORITHM_MD5\x10\x06\x12\x14\n\x10\x41LGORITHM_SHA256\x10\x07\x12\x12\n\x0e\x41LGORITHM_SHA1\x10\x08*\x8e\x02\n\x0bOrientation\x12\x1b\n\x17ORIENTATION_UNSPECIFIED\x10\x00\x12\x18\n\x14ORIENTATION_ORIGINAL\x10\x01\x12\x19\n\x15ORIENTATION_ROTATE_90\x10\x02\x12\x1a\n\x16ORIENTATION_ROTATE_180\x10\x03\x12\x1a\n\x16ORIENTATION_ROTATE_270\x10\x04\x12\x1f\n\x1bORIENTATION_FLIP_HORIZONTAL\x10\x05\x12\x1d\n\x19ORIENTATION_FLIP_VERTICAL\x10\x06\x12\x19\n\x15ORIENTATION_TRANSPOSE\x10\x07\x12\x1a\n\x16ORIENTATION_TRANSVERSE\x10\x08*x\n\x0bImageRegion\x12\x1c\n\x18IMAGE_REGION_UNSPECIFIED\x10\x00\x12\x16\n\x12IMAGE_REGION_WHOLE\x10\x01\x12\x18\n\x14IMAGE_REGION_TRIMMED\x10\x02\x12\x19\n\x15IMAGE_REGION_EMBEDDED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hashmatch.v1.hashes_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ALGORITHM']._serialized_start=570
-  _globals['_ALGORITHM']._serialized_end=752
-  _globals['_ORIENTATION']._serialized_start=755
-  _globals['_ORIENTATION']._serialized_end=1025
-  _globals['_IMAGEREGION']._serialized_start=1027
-  _globals['_IMAGEREGION']._serialized_end=1147
+  _globals['_ALGORITHM']._serialized_start=617
+  _globals['_ALGORITHM']._serialized_end=819
+  _globals['_ORIENTATION']._serialized_start=822
+  _globals['_ORIENTATION']._serialized_end=1092
+  _globals['_IMAGEREGION']._serialized_start=1094
+  _globals['_IMAGEREGION']._serialized_end=1214
   _globals['_HASH']._serialized_start=44
   _globals['_HASH']._serialized_end=191
   _globals['_IMAGEINFO']._serialized_start=193
   _globals['_IMAGEINFO']._serialized_end=272
   _globals['_MATCH']._serialized_start=275
-  _globals['_MATCH']._serialized_end=527
-  _globals['_ERROR']._serialized_start=529
-  _globals['_ERROR']._serialized_end=567
+  _globals['_MATCH']._serialized_end=574
+  _globals['_ERROR']._serialized_start=576
+  _globals['_ERROR']._serialized_end=614
 # @@protoc_insertion_point(module_scope)

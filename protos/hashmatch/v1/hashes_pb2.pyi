@@ -15,6 +15,7 @@ class Algorithm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ALGORITHM_WHASH: _ClassVar[Algorithm]
     ALGORITHM_MD5: _ClassVar[Algorithm]
     ALGORITHM_SHA256: _ClassVar[Algorithm]
+    ALGORITHM_SHA1: _ClassVar[Algorithm]
 
 class Orientation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -42,6 +43,7 @@ ALGORITHM_AHASH: Algorithm
 ALGORITHM_WHASH: Algorithm
 ALGORITHM_MD5: Algorithm
 ALGORITHM_SHA256: Algorithm
+ALGORITHM_SHA1: Algorithm
 ORIENTATION_UNSPECIFIED: Orientation
 ORIENTATION_ORIGINAL: Orientation
 ORIENTATION_ROTATE_90: Orientation
@@ -81,7 +83,7 @@ class ImageInfo(_message.Message):
     def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., format: _Optional[str] = ..., frame_count: _Optional[int] = ...) -> None: ...
 
 class Match(_message.Message):
-    __slots__ = ("list_name", "entry_id", "label", "algorithm", "distance", "threshold", "query_index", "orientation", "region")
+    __slots__ = ("list_name", "entry_id", "label", "algorithm", "distance", "threshold", "query_index", "orientation", "region", "confirmed_by")
     LIST_NAME_FIELD_NUMBER: _ClassVar[int]
     ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +93,7 @@ class Match(_message.Message):
     QUERY_INDEX_FIELD_NUMBER: _ClassVar[int]
     ORIENTATION_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMED_BY_FIELD_NUMBER: _ClassVar[int]
     list_name: str
     entry_id: str
     label: str
@@ -100,7 +103,8 @@ class Match(_message.Message):
     query_index: int
     orientation: Orientation
     region: ImageRegion
-    def __init__(self, list_name: _Optional[str] = ..., entry_id: _Optional[str] = ..., label: _Optional[str] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., distance: _Optional[int] = ..., threshold: _Optional[int] = ..., query_index: _Optional[int] = ..., orientation: _Optional[_Union[Orientation, str]] = ..., region: _Optional[_Union[ImageRegion, str]] = ...) -> None: ...
+    confirmed_by: Algorithm
+    def __init__(self, list_name: _Optional[str] = ..., entry_id: _Optional[str] = ..., label: _Optional[str] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., distance: _Optional[int] = ..., threshold: _Optional[int] = ..., query_index: _Optional[int] = ..., orientation: _Optional[_Union[Orientation, str]] = ..., region: _Optional[_Union[ImageRegion, str]] = ..., confirmed_by: _Optional[_Union[Algorithm, str]] = ...) -> None: ...
 
 class Error(_message.Message):
     __slots__ = ("code", "message")

@@ -27,7 +27,7 @@ class AlgorithmCount(_message.Message):
     def __init__(self, algorithm: _Optional[_Union[_hashes_pb2.Algorithm, str]] = ..., count: _Optional[int] = ...) -> None: ...
 
 class HashList(_message.Message):
-    __slots__ = ("name", "description", "thresholds", "enabled", "entry_counts", "entry_count", "create_time", "update_time", "match_orientations")
+    __slots__ = ("name", "description", "thresholds", "enabled", "entry_counts", "entry_count", "create_time", "update_time", "match_orientations", "confirmed_thresholds")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,7 @@ class HashList(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     MATCH_ORIENTATIONS_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMED_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     thresholds: _containers.RepeatedCompositeFieldContainer[AlgorithmThreshold]
@@ -46,7 +47,8 @@ class HashList(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     match_orientations: bool
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., thresholds: _Optional[_Iterable[_Union[AlgorithmThreshold, _Mapping]]] = ..., enabled: _Optional[bool] = ..., entry_counts: _Optional[_Iterable[_Union[AlgorithmCount, _Mapping]]] = ..., entry_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., match_orientations: _Optional[bool] = ...) -> None: ...
+    confirmed_thresholds: _containers.RepeatedCompositeFieldContainer[AlgorithmThreshold]
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., thresholds: _Optional[_Iterable[_Union[AlgorithmThreshold, _Mapping]]] = ..., enabled: _Optional[bool] = ..., entry_counts: _Optional[_Iterable[_Union[AlgorithmCount, _Mapping]]] = ..., entry_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., match_orientations: _Optional[bool] = ..., confirmed_thresholds: _Optional[_Iterable[_Union[AlgorithmThreshold, _Mapping]]] = ...) -> None: ...
 
 class HashEntry(_message.Message):
     __slots__ = ("algorithm", "hash", "label", "id", "source", "line")
@@ -65,18 +67,20 @@ class HashEntry(_message.Message):
     def __init__(self, algorithm: _Optional[_Union[_hashes_pb2.Algorithm, str]] = ..., hash: _Optional[str] = ..., label: _Optional[str] = ..., id: _Optional[str] = ..., source: _Optional[str] = ..., line: _Optional[int] = ...) -> None: ...
 
 class CreateListRequest(_message.Message):
-    __slots__ = ("name", "description", "thresholds", "enabled", "match_orientations")
+    __slots__ = ("name", "description", "thresholds", "enabled", "match_orientations", "confirmed_thresholds")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
     ENABLED_FIELD_NUMBER: _ClassVar[int]
     MATCH_ORIENTATIONS_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMED_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     thresholds: _containers.RepeatedCompositeFieldContainer[AlgorithmThreshold]
     enabled: bool
     match_orientations: bool
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., thresholds: _Optional[_Iterable[_Union[AlgorithmThreshold, _Mapping]]] = ..., enabled: _Optional[bool] = ..., match_orientations: _Optional[bool] = ...) -> None: ...
+    confirmed_thresholds: _containers.RepeatedCompositeFieldContainer[AlgorithmThreshold]
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., thresholds: _Optional[_Iterable[_Union[AlgorithmThreshold, _Mapping]]] = ..., enabled: _Optional[bool] = ..., match_orientations: _Optional[bool] = ..., confirmed_thresholds: _Optional[_Iterable[_Union[AlgorithmThreshold, _Mapping]]] = ...) -> None: ...
 
 class CreateListResponse(_message.Message):
     __slots__ = ("list",)
@@ -107,18 +111,20 @@ class ListListsResponse(_message.Message):
     def __init__(self, lists: _Optional[_Iterable[_Union[HashList, _Mapping]]] = ...) -> None: ...
 
 class UpdateListRequest(_message.Message):
-    __slots__ = ("name", "description", "thresholds", "enabled", "match_orientations")
+    __slots__ = ("name", "description", "thresholds", "enabled", "match_orientations", "confirmed_thresholds")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
     ENABLED_FIELD_NUMBER: _ClassVar[int]
     MATCH_ORIENTATIONS_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMED_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     thresholds: _containers.RepeatedCompositeFieldContainer[AlgorithmThreshold]
     enabled: bool
     match_orientations: bool
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., thresholds: _Optional[_Iterable[_Union[AlgorithmThreshold, _Mapping]]] = ..., enabled: _Optional[bool] = ..., match_orientations: _Optional[bool] = ...) -> None: ...
+    confirmed_thresholds: _containers.RepeatedCompositeFieldContainer[AlgorithmThreshold]
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., thresholds: _Optional[_Iterable[_Union[AlgorithmThreshold, _Mapping]]] = ..., enabled: _Optional[bool] = ..., match_orientations: _Optional[bool] = ..., confirmed_thresholds: _Optional[_Iterable[_Union[AlgorithmThreshold, _Mapping]]] = ...) -> None: ...
 
 class UpdateListResponse(_message.Message):
     __slots__ = ("list",)
@@ -187,3 +193,49 @@ class ExportHashesResponse(_message.Message):
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedCompositeFieldContainer[HashEntry]
     def __init__(self, entries: _Optional[_Iterable[_Union[HashEntry, _Mapping]]] = ...) -> None: ...
+
+class ImageEntry(_message.Message):
+    __slots__ = ("image", "name", "label", "id", "source")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    image: bytes
+    name: str
+    label: str
+    id: str
+    source: str
+    def __init__(self, image: _Optional[bytes] = ..., name: _Optional[str] = ..., label: _Optional[str] = ..., id: _Optional[str] = ..., source: _Optional[str] = ...) -> None: ...
+
+class AddImagesRequest(_message.Message):
+    __slots__ = ("list_name", "images", "commit")
+    LIST_NAME_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_FIELD_NUMBER: _ClassVar[int]
+    list_name: str
+    images: _containers.RepeatedCompositeFieldContainer[ImageEntry]
+    commit: bool
+    def __init__(self, list_name: _Optional[str] = ..., images: _Optional[_Iterable[_Union[ImageEntry, _Mapping]]] = ..., commit: _Optional[bool] = ...) -> None: ...
+
+class AddedImage(_message.Message):
+    __slots__ = ("name", "entry_id", "hashes_added", "other_entry_ids")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
+    HASHES_ADDED_FIELD_NUMBER: _ClassVar[int]
+    OTHER_ENTRY_IDS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    entry_id: str
+    hashes_added: int
+    other_entry_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., entry_id: _Optional[str] = ..., hashes_added: _Optional[int] = ..., other_entry_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AddImagesResponse(_message.Message):
+    __slots__ = ("images", "added", "list")
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    ADDED_FIELD_NUMBER: _ClassVar[int]
+    LIST_FIELD_NUMBER: _ClassVar[int]
+    images: _containers.RepeatedCompositeFieldContainer[AddedImage]
+    added: int
+    list: HashList
+    def __init__(self, images: _Optional[_Iterable[_Union[AddedImage, _Mapping]]] = ..., added: _Optional[int] = ..., list: _Optional[_Union[HashList, _Mapping]] = ...) -> None: ...

@@ -75,6 +75,11 @@ class ListsServiceStub:
                 request_serializer=hashmatch_dot_v1_dot_lists__pb2.ExportHashesRequest.SerializeToString,
                 response_deserializer=hashmatch_dot_v1_dot_lists__pb2.ExportHashesResponse.FromString,
                 _registered_method=True)
+        self.AddImages = channel.stream_unary(
+                '/hashmatch.v1.ListsService/AddImages',
+                request_serializer=hashmatch_dot_v1_dot_lists__pb2.AddImagesRequest.SerializeToString,
+                response_deserializer=hashmatch_dot_v1_dot_lists__pb2.AddImagesResponse.FromString,
+                _registered_method=True)
 
 
 class ListsServiceServicer:
@@ -137,6 +142,19 @@ class ListsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddImages(self, request_iterator, context):
+        """Adds entries from images staff hold: the server hashes each image with every
+        algorithm and stores all of an image's hashes under one entry id. The image
+        itself is never stored. Each message is at most the server's message size
+        limit (one image per message is the usual way); at most 10000 images per call.
+        All or nothing, like UploadHashes (the last message sets commit); adding the
+        same image again adds nothing and keeps its entry id. A bad image fails the
+        call with INVALID_ARGUMENT naming it (its name, or its position in the call).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ListsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -179,6 +197,11 @@ def add_ListsServiceServicer_to_server(servicer, server):
                     servicer.ExportHashes,
                     request_deserializer=hashmatch_dot_v1_dot_lists__pb2.ExportHashesRequest.FromString,
                     response_serializer=hashmatch_dot_v1_dot_lists__pb2.ExportHashesResponse.SerializeToString,
+            ),
+            'AddImages': grpc.stream_unary_rpc_method_handler(
+                    servicer.AddImages,
+                    request_deserializer=hashmatch_dot_v1_dot_lists__pb2.AddImagesRequest.FromString,
+                    response_serializer=hashmatch_dot_v1_dot_lists__pb2.AddImagesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -398,6 +421,33 @@ class ListsService:
             '/hashmatch.v1.ListsService/ExportHashes',
             hashmatch_dot_v1_dot_lists__pb2.ExportHashesRequest.SerializeToString,
             hashmatch_dot_v1_dot_lists__pb2.ExportHashesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddImages(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/hashmatch.v1.ListsService/AddImages',
+            hashmatch_dot_v1_dot_lists__pb2.AddImagesRequest.SerializeToString,
+            hashmatch_dot_v1_dot_lists__pb2.AddImagesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,76 @@
+"""The batched Hamming scan (index/_hamming.c) against a numpy brute force, pair for pair."""
+
+from __future__ import annotations
+
+import platform
+import shutil
+
+import numpy as np
+import pytest
+
+from hashmatch.index import codes as codes_module
+from hashmatch.index.codes import flat_within
+
+_hamming = codes_module._hamming
+
+
+def brute(codes: np.ndarray, queries: np.ndarray, radius: int) -> set[tuple[int, int, int]]:
+    distances = np.bitwise_count(codes[:, 0][None, :] ^ queries[:, 0][:, None]).astype(np.int64)
+    q, p = np.nonzero(distances <= radius)
+    return set(zip(q.tolist(), p.tolist(), distances[q, p].tolist()))
+
+
+def found(codes: np.ndarray, queries: np.ndarray, radius: int) -> list[tuple[int, int, int]]:
+    q, p, d = flat_within(codes, queries, radius)
+    return list(zip(q.tolist(), p.tolist(), d.tolist()))
+
+
+def test_the_kernel_is_built_where_a_compiler_is() -> None:
+    # The install compiles it (pyproject: optional, so a machine without a compiler still
+    # installs); here, with gcc present, a silent build failure would be a silent slowdown.
+    if shutil.which("gcc") is None and shutil.which("cc") is None:
+        pytest.skip("no C compiler on this machine: the faiss fallback is used")
+    assert _hamming is not None, "index/_hamming.c was not built by the install"
+    expected = {"x86_64": ("avx512-vpopcntdq", "popcnt")}.get(platform.machine(), ("portable",))
+    assert _hamming.kernel() in expected
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 63, 1000, 4099])
+@pytest.mark.parametrize("nq", [1, 2, 5, 8, 9, 17])
+def test_every_pair_within_the_radius_and_none_outside(n: int, nq: int) -> None:
+    rng = np.random.default_rng(n * 100 + nq)
+    codes = rng.integers(0, 2**64, size=(n, 1), dtype=np.uint64)
+    queries = rng.integers(0, 2**64, size=(nq, 1), dtype=np.uint64)
+    if n:
+        # Near-duplicates of some queries at known distances, including in the tail after the
+        # last whole block of eight codes.
+        for i in range(min(n, 40)):
+            flips = rng.choice(64, size=i % 12, replace=False)
+            codes[-1 - i, 0] = queries[i % nq, 0] ^ np.uint64(sum(1 << int(b) for b in flips))
+    for radius in (0, 1, 6, 10, 31, 32, 64):
+        got = found(codes, queries, radius)
+        assert len(got) == len(set(got)), "a pair reported twice"
+        assert set(got) == brute(codes, queries, radius), radius
+
+
+def test_the_same_answer_as_faiss() -> None:
+    rng = np.random.default_rng(7)
+    codes = rng.integers(0, 2**64, size=(20_000, 1), dtype=np.uint64)
+    queries = codes[rng.choice(len(codes), 8)] ^ np.uint64(0b1011)
+    ours = set(found(codes, queries, 20))
+    saved = codes_module._hamming
+    codes_module._hamming = None  # the faiss path, for comparison
+    try:
+        theirs = set(found(codes, queries, 20))
+    finally:
+        codes_module._hamming = saved
+    assert ours == theirs and len(ours) > 8
+
+
+def test_bad_buffers_are_refused_with_a_reason() -> None:
+    if _hamming is None:
+        pytest.skip("kernel not built")
+    with pytest.raises(ValueError, match="radius"):
+        _hamming.scan(np.zeros(8, np.uint64), np.zeros(1, np.uint64), 65)
+    with pytest.raises(ValueError, match="64-bit codes"):
+        _hamming.scan(np.zeros(9, np.uint8), np.zeros(1, np.uint64), 3)
