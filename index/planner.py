@@ -8,6 +8,7 @@ matter: they decide a crossover, and being off by 2x moves it by a little.
 
 from __future__ import annotations
 
+import functools
 import math
 
 from . import codes
@@ -46,6 +47,7 @@ def plan_for(bits: int, n: int) -> Plan | None:
     return Plan.split(bits, m)
 
 
+@functools.lru_cache(maxsize=4096)  # asked on every search, with a handful of distinct arguments
 def expected_candidates(plan: Plan, n: int, radius: int) -> float:
     """Candidates a query meets on uniform data: each probe finds n / 2**length entries."""
     from .mih import flip_masks
