@@ -33,7 +33,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import sqlite3
 import tempfile
 import threading
 import time
@@ -50,7 +49,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT / "tests"))
-from search import clustered, parse_size  # noqa: E402 - the search benchmark's data generator
+from search import clustered, fill_store, parse_size  # noqa: E402 - the search benchmark's data
 
 # HMA's /m/lookup with 1M PDQ entries, measured on this machine (see the README).
 HMA_P50_MS = 16.0
@@ -81,25 +80,7 @@ def fill(data_dir: Path, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     phash = clustered(n, 64, seed + 1).view(np.uint8).reshape(n, 8)
     if marker.exists():
         return pdq[:4096].copy(), phash[:4096].copy()
-    store = SQLiteStore(path)
-    store.create_list("bench", "", {}, True)
-    store.close()
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA synchronous=OFF")
-    db.execute("BEGIN")
-    now = time.time()
-    for algorithm, codes in (("pdq", pdq), ("phash", phash)):
-        for lo in range(0, n, 200_000):
-            rows = ((f"{algorithm}-{i}", algorithm, codes[i].tobytes(), now) for i in range(lo, min(n, lo + 200_000)))
-            db.executemany("INSERT OR IGNORE INTO entries (list_id, entry_id, algorithm, hash, label, added_at) "
-                           "VALUES (1, ?, ?, ?, 'bench', ?)", rows)
-            print(f"  store: {algorithm} {min(n, lo + 200_000):,} rows", end="\r", flush=True)
-    db.execute("INSERT OR REPLACE INTO counts (list_id, algorithm, n) "
-               "SELECT list_id, algorithm, count(*) FROM entries GROUP BY list_id, algorithm")
-    db.execute("UPDATE meta SET value = value + 1 WHERE key IN ('generation', 'entries_generation')")
-    db.execute("COMMIT")
-    db.close()
-    print()
+    fill_store(path, n, seed, {"pdq": pdq, "phash": phash})
     # The index snapshot the server starts from, written now: otherwise the first server's
     # background snapshot write would run during its first measurements.
     from hashmatch.index import HashLists

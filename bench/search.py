@@ -228,24 +228,27 @@ def _faiss_hma(bits: int, m: int, data: np.ndarray):
 
 # -- start-up and live loads on a real store ------------------------------------------------------
 
-def fill_store(path: Path, n: int, seed: int) -> None:
-    """A store holding n PDQ entries in one list, written with plain SQL (the benchmark's set-up,
-    not what it measures)."""
+def fill_store(path: Path, n: int, seed: int, codes: dict[str, np.ndarray] | None = None) -> None:
+    """A store holding, in one list, n PDQ entries (or the given rows of each algorithm), written
+    with plain SQL (the benchmark's set-up, not what it measures)."""
     store = SQLiteStore(path)
     store.create_list("bench", "", {}, True)
     store.close()
-    data = clustered(n, 256, seed).view(np.uint8).reshape(n, 32)
+    if codes is None:
+        codes = {"pdq": clustered(n, 256, seed).view(np.uint8).reshape(n, 32)}
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=OFF")
     db.execute("BEGIN")
     now = time.time()
     step = 200_000
-    for lo in range(0, n, step):
-        rows = ((1, f"e{i}", "pdq", data[i].tobytes(), "bench", now) for i in range(lo, min(n, lo + step)))
-        db.executemany("INSERT OR IGNORE INTO entries (list_id, entry_id, algorithm, hash, label, added_at) "
-                       "VALUES (?, ?, ?, ?, ?, ?)", rows)
-        print(f"  store: {min(n, lo + step):,} rows", end="\r", flush=True)
+    for algorithm, data in codes.items():
+        for lo in range(0, len(data), step):
+            rows = ((1, f"e{i}", algorithm, data[i].tobytes(), "bench", now)
+                    for i in range(lo, min(len(data), lo + step)))
+            db.executemany("INSERT OR IGNORE INTO entries (list_id, entry_id, algorithm, hash, label, added_at) "
+                           "VALUES (?, ?, ?, ?, ?, ?)", rows)
+            print(f"  store: {algorithm} {min(len(data), lo + step):,} rows", end="\r", flush=True)
     db.execute("INSERT OR REPLACE INTO counts (list_id, algorithm, n) "
                "SELECT list_id, algorithm, count(*) FROM entries GROUP BY list_id, algorithm")
     db.execute("UPDATE meta SET value = value + 1 WHERE key IN ('generation', 'entries_generation')")

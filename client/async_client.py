@@ -290,20 +290,7 @@ class AsyncClient(ClientConfig):
                     yield message
             yield batcher.finish()
 
-        errors = _RequestErrors()
-        try:
-            response = await self._lists.UploadHashes(
-                errors.capture(requests()), timeout=self.deadline(timeout), metadata=self.call_metadata()
-            )
-        except grpc.RpcError as error:
-            if errors.error is not None:
-                raise errors.error from None
-            raise from_rpc_error(error) from None
-        except asyncio.CancelledError:
-            if errors.error is not None:
-                raise errors.error from None
-            raise
-        return convert.upload_result(response)
+        return convert.upload_result(await self._stream_unary(self._lists.UploadHashes, requests(), timeout))
 
     async def add_images(
         self,
@@ -315,22 +302,21 @@ class AsyncClient(ClientConfig):
     ) -> AddImagesResult:
         """See Client.add_images; ``images`` may also be an async iterable."""
 
-        async def requests() -> AsyncIterator[lists_pb2.AddImagesRequest]:
-            sent = 0
-            async for item in _aiter(images):
-                yield lists_pb2.AddImagesRequest(
-                    list_name=list_name if sent == 0 else "", images=[convert.image_entry(item)]
-                )
-                sent += 1
-                if on_progress is not None:
-                    on_progress(sent)
-            yield lists_pb2.AddImagesRequest(list_name=list_name if sent == 0 else "", commit=True)
+        messages = convert.ImageMessages(list_name, on_progress)
 
+        async def requests() -> AsyncIterator[lists_pb2.AddImagesRequest]:
+            async for item in _aiter(images):
+                yield messages.add(item)
+            yield messages.finish()
+
+        return convert.add_images_result(await self._stream_unary(self._lists.AddImages, requests(), timeout))
+
+    async def _stream_unary(self, method: Any, requests: AsyncIterator[Any], timeout: Timeout) -> Any:
+        """A client-streaming call; an exception raised while making the requests (reading the
+        caller's entries or files) comes out as it was, not as the cancelled call it causes."""
         errors = _RequestErrors()
         try:
-            response = await self._lists.AddImages(
-                errors.capture(requests()), timeout=self.deadline(timeout), metadata=self.call_metadata()
-            )
+            return await method(errors.capture(requests), timeout=self.deadline(timeout), metadata=self.call_metadata())
         except grpc.RpcError as error:
             if errors.error is not None:
                 raise errors.error from None
@@ -339,7 +325,6 @@ class AsyncClient(ClientConfig):
             if errors.error is not None:
                 raise errors.error from None
             raise
-        return convert.add_images_result(response)
 
     async def remove_hashes(
         self,

@@ -334,17 +334,36 @@ def image_entry(item: ImageEntry | ImageSource) -> lists_pb2.ImageEntry:
     return message
 
 
+class ImageMessages:
+    """The AddImages messages of one call, sync and async alike: one image each (each within the
+    server's message size limit), the list named in the first, then the commit."""
+
+    def __init__(self, list_name: str, on_progress: Callable[[int], None] | None) -> None:
+        self._list_name = list_name
+        self._on_progress = on_progress
+        self.sent = 0
+
+    def _named(self) -> str:
+        return self._list_name if self.sent == 0 else ""
+
+    def add(self, item: ImageEntry | ImageSource) -> lists_pb2.AddImagesRequest:
+        message = lists_pb2.AddImagesRequest(list_name=self._named(), images=[image_entry(item)])
+        self.sent += 1
+        if self._on_progress is not None:
+            self._on_progress(self.sent)
+        return message
+
+    def finish(self) -> lists_pb2.AddImagesRequest:
+        return lists_pb2.AddImagesRequest(list_name=self._named(), commit=True)
+
+
 def add_images_requests(
     list_name: str, images: Iterable[ImageEntry | ImageSource], on_progress: Callable[[int], None] | None
 ) -> Iterator[lists_pb2.AddImagesRequest]:
-    """One image per message (each within the server's message size limit), then the commit."""
-    sent = 0
+    messages = ImageMessages(list_name, on_progress)
     for item in images:
-        yield lists_pb2.AddImagesRequest(list_name=list_name if sent == 0 else "", images=[image_entry(item)])
-        sent += 1
-        if on_progress is not None:
-            on_progress(sent)
-    yield lists_pb2.AddImagesRequest(list_name=list_name if sent == 0 else "", commit=True)
+        yield messages.add(item)
+    yield messages.finish()
 
 
 def add_images_result(message: lists_pb2.AddImagesResponse) -> AddImagesResult:

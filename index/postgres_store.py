@@ -20,12 +20,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from array import array
 from collections import Counter, OrderedDict
 from contextlib import contextmanager
 from typing import Iterator, Mapping, Sequence
 
-import numpy as np
 import psycopg
 
 from hashmatch.hashing.algorithms import Algorithm, Hash
@@ -41,8 +39,11 @@ from .store import (
     StoredEntry,
     _dedupe,
     _describe,
-    _new_entry_ids,
-    _or,
+    _entry_arrays,
+    _entry_rows,
+    _list_info,
+    _plan_upload,
+    _stored,
     _utc,
 )
 from .validation import check_confirmed_thresholds, check_description, check_list_name, check_thresholds, default_thresholds
@@ -214,24 +215,13 @@ class PostgresStore:
         return row
 
     def _info(self, db: psycopg.Connection, row: tuple) -> ListInfo:
-        list_id, name, description, enabled, created, updated, orientations = row
-        thresholds = dict(db.execute("SELECT algorithm, threshold FROM thresholds WHERE list_id = %s", (list_id,)))
-        counts = dict(db.execute("SELECT algorithm, n FROM counts WHERE list_id = %s", (list_id,)))
-        confirmed = dict(db.execute(
-            "SELECT algorithm, threshold FROM confirmed_thresholds WHERE list_id = %s", (list_id,)
-        ))
-        return ListInfo(
-            list_id=list_id,
-            name=name,
-            description=description,
-            thresholds={a: thresholds.get(a.value, a.spec.default_threshold) for a in Algorithm},
-            enabled=bool(enabled),
-            created=_utc(created),
-            updated=_utc(updated),
-            counts={a: int(counts.get(a.value, 0)) for a in Algorithm},
-            match_orientations=bool(orientations),
-            confirmed_thresholds={Algorithm(a): t for a, t in confirmed.items()},
-        )
+        list_id = row[0]
+
+        def table(name: str, column: str) -> dict[str, int]:
+            return dict(db.execute(f"SELECT algorithm, {column} FROM {name} WHERE list_id = %s", (list_id,)))
+
+        return _list_info(row, table("thresholds", "threshold"), table("counts", "n"),
+                          table("confirmed_thresholds", "threshold"))
 
     def create_list(
         self,
@@ -377,39 +367,11 @@ class PostgresStore:
                     (list_id,),
                 )
             }
-            new: list[tuple[int, NewEntry]] = []
-            relabel: list[NewEntry] = []
-            for k, entry in enumerate(unique):
-                listed = by_hash.get(k)
-                if listed is not None:
-                    listed_id, label, source = listed
-                    if entry.entry_id and entry.entry_id != listed_id:
-                        problems.append(InvalidEntry(
-                            entry.line,
-                            f"this {entry.algorithm.name} hash is already listed as entry {listed_id!r}, "
-                            f"not {entry.entry_id!r}",
-                        ))
-                    else:
-                        wanted = (_or(entry.label, label), _or(entry.source, source))
-                        if wanted != (label, source):
-                            relabel.append(NewEntry(entry.algorithm, entry.value, wanted[0], listed_id, wanted[1]))
-                    continue
-                if k in by_id:
-                    problems.append(InvalidEntry(
-                        entry.line,
-                        f"entry {entry.entry_id!r} already has a different {entry.algorithm.name} hash",
-                    ))
-                    continue
-                new.append((k, entry))
+            new, relabel = _plan_upload(unique, by_hash, by_id, problems)
             if problems:
                 raise min(problems, key=lambda p: p.line)
             now = time.time()
-            fresh = _new_entry_ids(sum(1 for _, e in new if not e.entry_id))
-            rows = [
-                (list_id, e.entry_id or next(fresh), e.algorithm.value, e.value, e.label or "", e.source or "", now)
-                for _, e in new
-            ]
-            rows.sort(key=lambda r: (r[2], r[3]))
+            rows = _entry_rows(list_id, new, now)
             db.execute(
                 "CREATE TEMP TABLE fresh (list_id BIGINT, entry_id TEXT, algorithm TEXT, hash BYTEA, label TEXT, "
                 "source TEXT, added_at DOUBLE PRECISION, position BIGSERIAL) ON COMMIT DROP"
@@ -430,20 +392,11 @@ class PostgresStore:
                         "UPDATE entries SET label = %s, source = %s WHERE list_id = %s AND algorithm = %s AND hash = %s",
                         [(e.label, e.source, list_id, e.algorithm.value, e.value) for e in relabel],
                     )
-            new_keys = {k for k, _ in new}
-            relabel_keys = {(e.algorithm.value, e.value) for e in relabel}
-            added: list[StoredEntry] = []
-            relabelled: list[StoredEntry] = []
-            for k, row_id, algorithm, value, entry_id, label in db.execute(
+            added, relabelled = _stored(list_id, db.execute(
                 "SELECT s.k, e.id, e.algorithm, e.hash, e.entry_id, e.label FROM staging s JOIN entries e "
                 "ON e.list_id = %s AND e.algorithm = s.algorithm AND e.hash = s.hash",
                 (list_id,),
-            ):
-                stored = StoredEntry(row_id, list_id, Algorithm(algorithm), bytes(value), entry_id, label)
-                if k in new_keys:
-                    added.append(stored)
-                elif (algorithm, bytes(value)) in relabel_keys:
-                    relabelled.append(stored)
+            ), new, relabel)
             if new or relabel:
                 db.execute("UPDATE lists SET updated_at = %s WHERE id = %s", (now, list_id))
                 self._audit(db, actor, name, "load", added=len(new), detail=f"{len(relabel)} relabelled" if relabel else "")
@@ -517,28 +470,13 @@ class PostgresStore:
 
     def scan_entries(self) -> dict[Algorithm, EntryArrays]:
         """Every entry as arrays per algorithm, in row id order, from one consistent snapshot."""
-        raw: dict[str, tuple[array, array, list[bytes]]] = {}
         with self._read() as db, db.transaction():
             db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             generation = db.execute("SELECT value FROM meta WHERE key = 'entries_generation'").fetchone()[0]
             with db.cursor(name="hashmatch_scan") as cursor:
                 cursor.itersize = 65536
                 cursor.execute("SELECT id, list_id, algorithm, hash FROM entries ORDER BY id")
-                for row_id, list_id, algorithm, value in cursor:
-                    ids, lists, values = raw.get(algorithm) or raw.setdefault(algorithm, (array("q"), array("q"), []))
-                    ids.append(row_id)
-                    lists.append(list_id)
-                    values.append(value)
-        out = {}
-        for name, (ids, lists, values) in raw.items():
-            algorithm = Algorithm(name)
-            out[algorithm] = EntryArrays(
-                np.frombuffer(ids, np.int64).copy(),
-                np.frombuffer(lists, np.int64).copy(),
-                np.frombuffer(b"".join(values), np.uint8).reshape(len(values), algorithm.spec.nbytes),
-                generation,
-            )
-        return out
+                return _entry_arrays(cursor, generation)
 
     def reader(self) -> PostgresReader:
         return PostgresReader(self)

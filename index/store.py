@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Mapping, Protocol, Sequence
+from typing import Collection, Iterable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -336,37 +336,13 @@ class SQLiteStore:
         return row
 
     def _info(self, row: tuple) -> ListInfo:
-        list_id, name, description, enabled, created, updated, orientations = row
-        thresholds = {
-            Algorithm(a): t
-            for a, t in self._db.execute(
-                "SELECT algorithm, threshold FROM thresholds WHERE list_id = ?", (list_id,)
-            )
-        }
-        counts = {
-            Algorithm(a): n
-            for a, n in self._db.execute(
-                "SELECT algorithm, n FROM counts WHERE list_id = ?", (list_id,)
-            )
-        }
-        confirmed = {
-            Algorithm(a): t
-            for a, t in self._db.execute(
-                "SELECT algorithm, threshold FROM confirmed_thresholds WHERE list_id = ?", (list_id,)
-            )
-        }
-        return ListInfo(
-            list_id=list_id,
-            name=name,
-            description=description,
-            thresholds={a: thresholds.get(a, a.spec.default_threshold) for a in Algorithm},
-            enabled=bool(enabled),
-            created=_utc(created),
-            updated=_utc(updated),
-            counts={a: counts.get(a, 0) for a in Algorithm},
-            match_orientations=bool(orientations),
-            confirmed_thresholds=confirmed,
-        )
+        list_id = row[0]
+
+        def table(name: str, column: str) -> dict[str, int]:
+            return dict(self._db.execute(f"SELECT algorithm, {column} FROM {name} WHERE list_id = ?", (list_id,)))
+
+        return _list_info(row, table("thresholds", "threshold"), table("counts", "n"),
+                          table("confirmed_thresholds", "threshold"))
 
     def create_list(
         self,
@@ -526,40 +502,11 @@ class SQLiteStore:
                     (list_id,),
                 )
             }
-            new: list[tuple[int, NewEntry]] = []
-            relabel: list[NewEntry] = []
-            for k, entry in enumerate(unique):
-                listed = by_hash.get(k)
-                if listed is not None:
-                    listed_id, label, source = listed
-                    if entry.entry_id and entry.entry_id != listed_id:
-                        problems.append(InvalidEntry(
-                            entry.line,
-                            f"this {entry.algorithm.name} hash is already listed as entry {listed_id!r}, "
-                            f"not {entry.entry_id!r}",
-                        ))
-                    else:
-                        wanted = (_or(entry.label, label), _or(entry.source, source))
-                        if wanted != (label, source):
-                            relabel.append(NewEntry(entry.algorithm, entry.value, wanted[0], listed_id, wanted[1]))
-                    continue
-                if k in by_id:
-                    problems.append(InvalidEntry(
-                        entry.line,
-                        f"entry {entry.entry_id!r} already has a different {entry.algorithm.name} hash",
-                    ))
-                    continue
-                new.append((k, entry))
+            new, relabel = _plan_upload(unique, by_hash, by_id, problems)
             if problems:
                 raise min(problems, key=lambda p: p.line)
             now = time.time()
-            fresh = _new_entry_ids(sum(1 for _, e in new if not e.entry_id))
-            # In hash order: the (list, algorithm, hash) index is then filled in order, not at random pages.
-            rows = [
-                (list_id, e.entry_id or next(fresh), e.algorithm.value, e.value, e.label or "", e.source or "", now)
-                for _, e in new
-            ]
-            rows.sort(key=lambda r: (r[2], r[3]))
+            rows = _entry_rows(list_id, new, now)
             db.executemany(
                 "INSERT INTO entries (list_id, entry_id, algorithm, hash, label, source, added_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -570,20 +517,11 @@ class SQLiteStore:
                 "UPDATE entries SET label = ?, source = ? WHERE list_id = ? AND algorithm = ? AND hash = ?",
                 [(e.label, e.source, list_id, e.algorithm.value, e.value) for e in relabel],
             )
-            new_keys = {k for k, _ in new}
-            relabel_keys = {(e.algorithm.value, e.value) for e in relabel}
-            added: list[StoredEntry] = []
-            relabelled: list[StoredEntry] = []
-            for k, row_id, algorithm, value, entry_id, label in db.execute(
+            added, relabelled = _stored(list_id, db.execute(
                 "SELECT s.k, e.id, e.algorithm, e.hash, e.entry_id, e.label FROM staging s JOIN entries e "
                 "ON e.list_id = ? AND e.algorithm = s.algorithm AND e.hash = s.hash",
                 (list_id,),
-            ):
-                stored = StoredEntry(row_id, list_id, Algorithm(algorithm), value, entry_id, label)
-                if k in new_keys:
-                    added.append(stored)
-                elif (algorithm, value) in relabel_keys:
-                    relabelled.append(stored)
+            ), new, relabel)
             db.execute("DELETE FROM staging")
             if new or relabel:
                 db.execute("UPDATE lists SET updated_at = ? WHERE id = ?", (now, list_id))
@@ -655,28 +593,14 @@ class SQLiteStore:
 
         Runs on a connection of its own inside one read transaction, so it sees one committed
         state and never holds up a writer (WAL)."""
-        raw: dict[str, tuple[array, array, list[bytes]]] = {}
         with closing(self._connect_reader()) as db:
             db.execute("BEGIN")
             generation = _entries_generation(db)
             cursor = db.execute("SELECT id, list_id, algorithm, hash FROM entries ORDER BY id")
-            while rows := cursor.fetchmany(65536):
-                for row_id, list_id, algorithm, value in rows:
-                    ids, lists, values = raw.get(algorithm) or raw.setdefault(algorithm, (array("q"), array("q"), []))
-                    ids.append(row_id)
-                    lists.append(list_id)
-                    values.append(value)
+            arrays = _entry_arrays((row for rows in iter(lambda: cursor.fetchmany(65536), []) for row in rows),
+                                   generation)
             db.execute("ROLLBACK")
-        out = {}
-        for name, (ids, lists, values) in raw.items():
-            algorithm = Algorithm(name)
-            out[algorithm] = EntryArrays(
-                np.frombuffer(ids, np.int64).copy(),
-                np.frombuffer(lists, np.int64).copy(),
-                np.frombuffer(b"".join(values), np.uint8).reshape(len(values), algorithm.spec.nbytes),
-                generation,
-            )
-        return out
+        return arrays
 
     def reader(self) -> "Reader":
         """A read transaction opened now and held: it sees exactly the state committed so far,
@@ -793,6 +717,114 @@ def _new_entry_ids(count: int) -> Iterator[str]:
     pool = secrets.token_bytes(8 * count)
     return (pool[i : i + 8].hex() for i in range(0, 8 * count, 8))
 
+
+
+# -- what both stores do alike, whatever their SQL ---------------------------------------------
+
+def _list_info(row: tuple, thresholds: Mapping[str, int], counts: Mapping[str, int],
+               confirmed: Mapping[str, int]) -> ListInfo:
+    """A list's row (``_LIST_COLUMNS``) and its per-algorithm tables (algorithm name -> value)."""
+    list_id, name, description, enabled, created, updated, orientations = row
+    return ListInfo(
+        list_id=list_id,
+        name=name,
+        description=description,
+        thresholds={a: thresholds.get(a.value, a.spec.default_threshold) for a in Algorithm},
+        enabled=bool(enabled),
+        created=_utc(created),
+        updated=_utc(updated),
+        counts={a: int(counts.get(a.value, 0)) for a in Algorithm},
+        match_orientations=bool(orientations),
+        confirmed_thresholds={Algorithm(a): t for a, t in confirmed.items()},
+    )
+
+
+def _entry_arrays(rows: Iterable[tuple[int, int, str, bytes]], generation: int) -> dict[Algorithm, EntryArrays]:
+    """(row id, list id, algorithm, hash) rows, in row id order -> arrays per algorithm."""
+    raw: dict[str, tuple[array, array, list[bytes]]] = {}
+    for row_id, list_id, algorithm, value in rows:
+        ids, lists, values = raw.get(algorithm) or raw.setdefault(algorithm, (array("q"), array("q"), []))
+        ids.append(row_id)
+        lists.append(list_id)
+        values.append(value)
+    out = {}
+    for name, (ids, lists, values) in raw.items():
+        algorithm = Algorithm(name)
+        out[algorithm] = EntryArrays(
+            np.frombuffer(ids, np.int64).copy(),
+            np.frombuffer(lists, np.int64).copy(),
+            np.frombuffer(b"".join(values), np.uint8).reshape(len(values), algorithm.spec.nbytes),
+            generation,
+        )
+    return out
+
+
+def _plan_upload(
+    unique: Sequence[NewEntry], by_hash: Mapping[int, tuple[str, str, str]], by_id: Collection[int],
+    problems: list[InvalidEntry],
+) -> tuple[list[tuple[int, NewEntry]], list[NewEntry]]:
+    """Which of an upload's (deduplicated) entries are new and which relabel a listed one.
+
+    ``by_hash``: position -> (entry id, label, source) of the entry already listed with that
+    hash; ``by_id``: positions whose id is already listed with another hash. Conflicts are
+    appended to ``problems``."""
+    new: list[tuple[int, NewEntry]] = []
+    relabel: list[NewEntry] = []
+    for k, entry in enumerate(unique):
+        listed = by_hash.get(k)
+        if listed is not None:
+            listed_id, label, source = listed
+            if entry.entry_id and entry.entry_id != listed_id:
+                problems.append(InvalidEntry(
+                    entry.line,
+                    f"this {entry.algorithm.name} hash is already listed as entry {listed_id!r}, "
+                    f"not {entry.entry_id!r}",
+                ))
+            else:
+                wanted = (_or(entry.label, label), _or(entry.source, source))
+                if wanted != (label, source):
+                    relabel.append(NewEntry(entry.algorithm, entry.value, wanted[0], listed_id, wanted[1]))
+            continue
+        if k in by_id:
+            problems.append(InvalidEntry(
+                entry.line,
+                f"entry {entry.entry_id!r} already has a different {entry.algorithm.name} hash",
+            ))
+            continue
+        new.append((k, entry))
+    return new, relabel
+
+
+def _entry_rows(list_id: int, new: Sequence[tuple[int, NewEntry]], now: float) -> list[tuple]:
+    """The rows to insert for ``new``, random ids given where none was, in (algorithm, hash)
+    order: the (list, algorithm, hash) index is then filled in order, not at random pages."""
+    fresh = _new_entry_ids(sum(1 for _, e in new if not e.entry_id))
+    rows = [
+        (list_id, e.entry_id or next(fresh), e.algorithm.value, e.value, e.label or "", e.source or "", now)
+        for _, e in new
+    ]
+    rows.sort(key=lambda r: (r[2], r[3]))
+    return rows
+
+
+def _stored(
+    list_id: int, rows: Iterable[tuple[int, int, str, bytes, str, str]],
+    new: Sequence[tuple[int, NewEntry]], relabel: Sequence[NewEntry],
+) -> tuple[list[StoredEntry], list[StoredEntry]]:
+    """(added, relabelled) from the upload's rows as stored: (position, row id, algorithm,
+    hash, entry id, label)."""
+    new_keys = {k for k, _ in new}
+    relabel_keys = {(e.algorithm.value, e.value) for e in relabel}
+    added: list[StoredEntry] = []
+    relabelled: list[StoredEntry] = []
+    for k, row_id, algorithm, value, entry_id, label in rows:
+        value = bytes(value)
+        stored = StoredEntry(row_id, list_id, Algorithm(algorithm), value, entry_id, label)
+        if k in new_keys:
+            added.append(stored)
+        elif (algorithm, value) in relabel_keys:
+            relabelled.append(stored)
+    return added, relabelled
 
 def _dedupe(entries: Sequence[NewEntry]) -> tuple[list[NewEntry], list[InvalidEntry]]:
     """One entry per (algorithm, hash); later lines win for label/source. Conflicting ids and bad

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
 import grpc
 
@@ -71,30 +71,11 @@ class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
         self, request_iterator: Iterator[lists_pb2.UploadHashesRequest], context: grpc.ServicerContext
     ):
         # Everything is read and checked before anything is stored: all or nothing.
-        list_name = ""
+        stream = _CommittedStream(request_iterator, "the upload", "an upload", "entries")
         entries: list[NewEntry] = []
         first_unparsed: InvalidEntry | None = None
         position = 0
-        committed = False
-        for number, message in enumerate(request_iterator):
-            if committed:
-                raise RequestError(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"message {number + 1} of the upload comes after the message that set commit",
-                )
-            committed = message.commit
-            if message.list_name:
-                if list_name and message.list_name != list_name:
-                    raise RequestError(
-                        grpc.StatusCode.INVALID_ARGUMENT,
-                        f"message {number + 1} of the upload names list {message.list_name!r}, "
-                        f"but the upload is for {list_name!r}",
-                    )
-                list_name = message.list_name
-            elif number == 0:
-                raise RequestError(
-                    grpc.StatusCode.INVALID_ARGUMENT, "list_name: the first message of an upload must name the list"
-                )
+        for message in stream:
             for entry in message.entries:
                 position += 1
                 try:
@@ -103,15 +84,7 @@ class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
                     # Keep reading: an earlier line may hold a problem only the store can see.
                     if first_unparsed is None or exc.line < first_unparsed.line:
                         first_unparsed = exc
-        if not list_name:
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "the upload is empty: no list_name and no entries")
-        if not committed or not context.is_active():
-            # A stream cut short can look like one that ended: only the marker tells them apart.
-            raise RequestError(
-                grpc.StatusCode.ABORTED,
-                "the upload ended without a message that sets commit; nothing was stored",
-                "UPLOAD_NOT_COMMITTED",
-            )
+        list_name = stream.finish(context)
         rejected = [first_unparsed] if first_unparsed else []
         outcome, info = self._lists.add_entries(list_name, entries, rejected, actor=_actor(context))
         return lists_pb2.UploadHashesResponse(
@@ -122,29 +95,10 @@ class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
     def AddImages(self, request_iterator: Iterator[lists_pb2.AddImagesRequest], context: grpc.ServicerContext):
         # Each image is hashed as it arrives and its bytes dropped: the call holds only hashes.
         # Nothing is stored before the commit marker: all or nothing, like UploadHashes.
-        list_name = ""
+        stream = _CommittedStream(request_iterator, "the call", "the call", "images")
         images: list[NewImage] = []
         names: list[str] = []
-        committed = False
-        for number, message in enumerate(request_iterator):
-            if committed:
-                raise RequestError(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"message {number + 1} of the call comes after the message that set commit",
-                )
-            committed = message.commit
-            if message.list_name:
-                if list_name and message.list_name != list_name:
-                    raise RequestError(
-                        grpc.StatusCode.INVALID_ARGUMENT,
-                        f"message {number + 1} of the call names list {message.list_name!r}, "
-                        f"but the call is for {list_name!r}",
-                    )
-                list_name = message.list_name
-            elif number == 0:
-                raise RequestError(
-                    grpc.StatusCode.INVALID_ARGUMENT, "list_name: the first message of the call must name the list"
-                )
+        for message in stream:
             for item in message.images:
                 if len(images) == MAX_IMAGES_PER_CALL:
                     raise RequestError(
@@ -157,14 +111,7 @@ class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
                 position = len(images) + 1
                 images.append(self._image(item, position))
                 names.append(item.name)
-        if not list_name:
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "the call is empty: no list_name and no images")
-        if not committed or not context.is_active():
-            raise RequestError(
-                grpc.StatusCode.ABORTED,
-                "the call ended without a message that sets commit; nothing was stored",
-                "UPLOAD_NOT_COMMITTED",
-            )
+        list_name = stream.finish(context)
         try:
             outcomes, outcome, info = self._lists.add_images(list_name, images, actor=_actor(context))
         except InvalidEntry as exc:
@@ -237,3 +184,54 @@ def _entry(message: lists_pb2.HashEntry, position: int) -> NewEntry:
         message.source if message.HasField("source") else None,
         line,
     )
+
+
+class _CommittedStream:
+    """The framing UploadHashes and AddImages share: the first message names the list, later
+    ones may only repeat it, the last sets ``commit``, and nothing may follow it.
+
+    Iterating yields the messages, checked; ``finish`` then returns the list's name, or raises
+    for an empty call or one that ended without the commit marker (a stream cut short can look
+    like one that ended: only the marker tells them apart)."""
+
+    def __init__(self, messages: Iterator[Any], call: str, a_call: str, contents: str) -> None:
+        self._messages = messages
+        self._call = call  # "the upload": how messages name the call
+        self._a_call = a_call
+        self._contents = contents
+        self.list_name = ""
+        self.committed = False
+
+    def __iter__(self) -> Iterator[Any]:
+        for number, message in enumerate(self._messages):
+            if self.committed:
+                raise RequestError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"message {number + 1} of {self._call} comes after the message that set commit",
+                )
+            self.committed = message.commit
+            if message.list_name:
+                if self.list_name and message.list_name != self.list_name:
+                    raise RequestError(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"message {number + 1} of {self._call} names list {message.list_name!r}, "
+                        f"but {self._call} is for {self.list_name!r}",
+                    )
+                self.list_name = message.list_name
+            elif number == 0:
+                raise RequestError(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"list_name: the first message of {self._a_call} must name the list"
+                )
+            yield message
+
+    def finish(self, context: grpc.ServicerContext) -> str:
+        if not self.list_name:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"{self._call} is empty: no list_name and no {self._contents}")
+        if not self.committed or not context.is_active():
+            raise RequestError(
+                grpc.StatusCode.ABORTED,
+                f"{self._call} ended without a message that sets commit; nothing was stored",
+                "UPLOAD_NOT_COMMITTED",
+            )
+        return self.list_name

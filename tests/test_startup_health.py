@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import grpc
 import numpy as np
@@ -35,6 +36,16 @@ def listed_store(data_dir: Path) -> None:
     lists.close()
 
 
+def held_until(release: threading.Event) -> Callable[[ServerConfig], HashLists]:
+    """The real load, started only once ``release`` is set: the server is seen mid-load."""
+
+    def load(config: ServerConfig) -> HashLists:
+        assert release.wait(60)
+        return open_lists(config)
+
+    return load
+
+
 def pdq_query() -> matcher_pb2.MatchHashesRequest:
     return matcher_pb2.MatchHashesRequest(hashes=[hashes_pb2.Hash(algorithm=hashes_pb2.ALGORITHM_PDQ,
                                                                   value=PDQ_VALUE.hex())])
@@ -44,12 +55,7 @@ def test_health_and_matching_while_the_index_loads(tmp_path: Path) -> None:
     data = tmp_path / "data"
     listed_store(data)
     release = threading.Event()
-
-    def held_load(config: ServerConfig) -> HashLists:
-        # The real load, started only when the test says so: the server is seen mid-load.
-        assert release.wait(60)
-        return open_lists(config)
-
+    held_load = held_until(release)
     config = ServerConfig(data_dir=data, auth=False, selftest=True, metrics_address="127.0.0.1:0")
     srv, port = create_server("127.0.0.1:0", config, load=held_load)
     srv.start(wait_until_loaded=False)
@@ -204,11 +210,7 @@ def test_a_plaintext_health_port_for_probes_that_cannot_speak_tls(tmp_path: Path
     data = tmp_path / "data"
     listed_store(data)
     release = threading.Event()
-
-    def held_load(config: ServerConfig) -> HashLists:
-        assert release.wait(60)
-        return open_lists(config)
-
+    held_load = held_until(release)
     config = ServerConfig(data_dir=data, auth=False, selftest=False, health_address="127.0.0.1:0")
     srv, port = create_server("127.0.0.1:0", config, load=held_load)
     srv.start(wait_until_loaded=False)
