@@ -69,3 +69,25 @@ def luminance(image: Image.Image) -> np.ndarray:
         except (AttributeError, TypeError, ValueError):
             pass
     return np.ascontiguousarray(np.asarray(image.convert("F"), dtype=np.float32))
+
+
+def grey(image: Image.Image) -> tuple[Image.Image, np.ndarray | None]:
+    """``image.convert("L")`` of an "RGB" image, written into memory numpy allocated, and that
+    memory as an H x W uint8 array, so bands of rows can be handed to Pillow without a copy
+    (:func:`band`). Any other mode, or a Pillow without the zero-copy calls: Pillow's own
+    ``convert("L")`` and None."""
+    if ZERO_COPY and image.mode == "RGB":
+        width, height = image.size
+        out = np.empty((height, width), dtype=np.uint8)
+        try:
+            image.im.convert_into(_mapped(out, "L", image.size))
+            return Image.frombuffer("L", image.size, out, "raw", "L", 0, 1), out
+        except (AttributeError, TypeError, ValueError):
+            pass
+    return image.convert("L"), None
+
+
+def band(pixels: np.ndarray, top: int, bottom: int) -> Image.Image:
+    """Rows ``top:bottom`` of an H x W uint8 array as a mode "L" image over the same memory."""
+    rows = pixels[top:bottom]
+    return Image.frombuffer("L", (rows.shape[1], rows.shape[0]), rows, "raw", "L", 0, 1)

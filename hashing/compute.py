@@ -65,6 +65,7 @@ soon as a perceptual hash is requested, but its MD5 alone is returned.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
@@ -99,6 +100,8 @@ ORIENTED: tuple[Algorithm, ...] = (Algorithm.PDQ, Algorithm.PHASH)
 
 # Below this many decoded pixels, handing half the work to another thread costs more than it saves.
 _PARALLEL_MIN_PIXELS = 1_000_000
+# Files smaller than this are digested after the decode, on the calling thread (a few hundred us).
+_PARALLEL_MIN_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,8 @@ class _Frame:
         self.image = image
         self._rgb: Image.Image | None = None
         self._grey: Image.Image | None = None
+        #: The greyscale image's memory (H x W uint8) when numpy owns it: bands of it are free.
+        self.grey_pixels: np.ndarray | None = None
 
     def _convert(self, mode: str) -> Image.Image:
         try:
@@ -180,7 +185,10 @@ class _Frame:
     @property
     def grey(self) -> Image.Image:
         if self._grey is None:
-            self._grey = self._convert("L")
+            if self.image.mode == "RGB":
+                self._grey, self.grey_pixels = buffers.grey(self.image)
+            else:
+                self._grey = self._convert("L")
         return self._grey
 
     def luminance(self) -> np.ndarray:
@@ -206,7 +214,11 @@ def _pdq(frame: _Frame, orientations: Sequence[Orientation]) -> list[HashResult]
 
 
 def _phash(frame: _Frame, orientations: Sequence[Orientation]) -> list[HashResult]:
-    mirrors = dihedral.mirrors_by_sign(phash.coefficients(frame.grey), phash.FIRST_FREQUENCY)
+    return _phash_of(phash.coefficients(frame.grey), orientations)
+
+
+def _phash_of(coefficients: np.ndarray, orientations: Sequence[Orientation]) -> list[HashResult]:
+    mirrors = dihedral.mirrors_by_sign(coefficients, phash.FIRST_FREQUENCY)
     bits = phash.threshold(dihedral.variants(mirrors, orientations))
     return [
         HashResult(Hash(Algorithm.PHASH, phash.bits_to_bytes(b)), None, o) for b, o in zip(bits, orientations)
@@ -262,6 +274,24 @@ def _digests(
     return found
 
 
+# What hashing one megapixel costs, in ms, measured on a 12 MP photo (bench/hashing.py's machine):
+# the greyscale conversion, pHash's row pass (hashing.phash), each other imagehash resize, and
+# PDQ's luminance plus its downsampling. Only their ratios matter: they decide how pHash's row pass
+# is shared between the two threads so that both finish together.
+_MS_PER_MP = {"grey": 0.75, "phash_rows": 3.0, "other_grey": 3.0, "pdq": 1.95}
+
+
+def _phash_cut(height: int, algorithms: Sequence[Algorithm]) -> int:
+    """How many top rows the greyscale thread resizes for pHash; the caller does the rest after
+    its own branch. Balances grey + others + f*rows against pdq + (1-f)*rows."""
+    pool = _MS_PER_MP["grey"] + _MS_PER_MP["other_grey"] * sum(
+        a in _GREY_HASHERS and a is not Algorithm.PHASH for a in algorithms)
+    # The caller's rows can only start once the grey image exists.
+    caller = max(_MS_PER_MP["pdq"] if Algorithm.PDQ in algorithms else 0.0, _MS_PER_MP["grey"])
+    share = (caller + _MS_PER_MP["phash_rows"] - pool) / (2 * _MS_PER_MP["phash_rows"])
+    return min(height - 1, max(1, round(height * min(0.95, max(0.05, share)))))
+
+
 def _hash_frame(
     image: Image.Image,
     algorithms: Sequence[Algorithm],
@@ -270,29 +300,63 @@ def _hash_frame(
     timings: dict[str, float] | None = None,
 ) -> dict[Algorithm, list[HashResult]]:
     """algorithm -> [the original's hash, then its variants]; ``alongside()`` (the file digests)
-    runs with the luminance branch, on the calling thread."""
+    is collected with the luminance branch, on the calling thread.
+
+    Two threads when the image is large: the pool thread makes the greyscale image and runs the
+    imagehash family; the caller runs PDQ. pHash's row pass, the largest cost, is split between
+    them by rows (hashing.phash explains why that gives the same bytes)."""
     frame = _Frame(image)
     wanted = {a: ALL_ORIENTATIONS if orientations and a in ORIENTED else (Orientation.ORIGINAL,) for a in algorithms}
+    use_pool = image.width * image.height >= _PARALLEL_MIN_PIXELS
+    split = (use_pool and Algorithm.PHASH in algorithms and image.mode == "RGB" and image.height > 1
+             and phash.rows_first(image.width, image.height))
+    cut = _phash_cut(image.height, algorithms) if split else 0
+    grey_ready = threading.Event()
 
-    def branch(hashers: dict[Algorithm, Hasher]) -> dict[Algorithm, list[HashResult]]:
+    def branch(hashers: dict[Algorithm, Hasher], skip: Algorithm | None = None) -> dict[Algorithm, list[HashResult]]:
         found = {}
         for a in algorithms:
-            if a in hashers:
+            if a in hashers and a is not skip:
                 started = time.perf_counter()
                 found[a] = hashers[a](frame, wanted[a])
                 _timed(timings, a.value, started)
         return found
 
-    def luminance_branch() -> dict[Algorithm, list[HashResult]]:
-        digests = alongside()  # first: hashlib lets go of the GIL, so the pool thread gets going
-        return {**branch(_LUMINANCE_HASHERS), **digests}
+    def grey_branch() -> tuple[dict[Algorithm, list[HashResult]], np.ndarray | None, float]:
+        try:
+            frame.grey  # noqa: B018 - made here, on this thread, before anything else reads it
+        finally:
+            grey_ready.set()  # the caller waits on it even when the conversion failed
+        if split and frame.grey_pixels is not None:
+            started = time.perf_counter()
+            top = phash.row_pass(buffers.band(frame.grey_pixels, 0, cut))
+            return branch(_GREY_HASHERS, skip=Algorithm.PHASH), top, time.perf_counter() - started
+        return branch(_GREY_HASHERS), None, 0.0
 
-    use_pool = image.width * image.height >= _PARALLEL_MIN_PIXELS
-    if use_pool and any(a in _GREY_HASHERS for a in algorithms):
-        # Pillow's mode conversions hold the GIL; its resizes do not. Converting to grey here,
-        # before the hand-off, leaves the pool thread only GIL-free work to overlap with ours.
-        frame.grey  # noqa: B018 - made now, for the reason above
-    grey, rest = parallel.both(lambda: branch(_GREY_HASHERS), luminance_branch, parallel=use_pool)
+    greys = any(a in _GREY_HASHERS for a in algorithms)
+    pending = parallel.Pending(grey_branch, parallel=use_pool) if greys else None
+    bottom: np.ndarray | None = None
+    try:
+        digests = alongside()
+        rest = {**branch(_LUMINANCE_HASHERS), **digests}
+        if split and pending is not None:
+            pending.settle()  # under way on the pool, or done here if no pool thread was free
+            grey_ready.wait()
+            if frame.grey_pixels is not None:
+                started = time.perf_counter()
+                bottom = phash.row_pass(buffers.band(frame.grey_pixels, cut, image.height))
+                bottom_seconds = time.perf_counter() - started
+    except BaseException:
+        if pending is not None:
+            pending.cancel()
+        raise
+    if pending is None:
+        return rest
+    grey, top, top_seconds = pending.result()
+    if top is not None and bottom is not None:
+        started = time.perf_counter()
+        grey[Algorithm.PHASH] = _phash_of(phash.coefficients_from_rows((top, bottom)), wanted[Algorithm.PHASH])
+        _timed(timings, Algorithm.PHASH.value, started - top_seconds - bottom_seconds)
     return {**grey, **rest}
 
 
@@ -337,19 +401,25 @@ def hash_image(
     digests = [a for a in wanted if a in _DIGESTS]
 
     timings: dict[str, float] = {}
+    # The digests need no pixel: on a large file they run on the other core during the decode.
+    digesting = parallel.Pending(
+        lambda: _digests(data, digests, timings), parallel=bool(perceptual) and len(data) >= _PARALLEL_MIN_BYTES
+    )
     started = time.perf_counter()
-    opened = open_image(data, max_pixels=max_pixels, decode=bool(perceptual), fast=fast)
+    try:
+        opened = open_image(data, max_pixels=max_pixels, decode=bool(perceptual), fast=fast)
+    except BaseException:
+        digesting.cancel()
+        raise
     _timed(timings, "decode", started)
     region_variants: tuple[HashResult, ...] = ()
     try:
         if perceptual:
-            computed = _hash_frame(
-                opened.image, perceptual, orientations, lambda: _digests(data, digests, timings), timings
-            )
+            computed = _hash_frame(opened.image, perceptual, orientations, digesting.result, timings)
             if regions:
                 region_variants = _hash_regions(opened.image, perceptual, timings)
         else:
-            computed = _digests(data, digests, timings)
+            computed = digesting.result()
     finally:
         opened.close()
     results, variants = _split(computed, wanted)

@@ -17,8 +17,8 @@ import contextvars
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Generic, TypeVar
 
 A = TypeVar("A")
 B = TypeVar("B")
@@ -37,20 +37,51 @@ def _get_pool() -> ThreadPoolExecutor:
         return _pool
 
 
+class Pending(Generic[A]):
+    """``work()`` started on the pool if a thread is free; :meth:`result` runs it here instead if no
+    pool thread has picked it up by then, so a caller never waits behind other requests' work."""
+
+    def __init__(self, work: Callable[[], A], *, parallel: bool = True) -> None:
+        self._work = work
+        self._future: Future | None = None
+        self._outcome: tuple[bool, object] | None = None
+        if parallel and WORKERS >= 1:
+            # The pool thread sees the caller's context variables (e.g. hashing.decode's pixel limit).
+            self._future = _get_pool().submit(contextvars.copy_context().run, work)
+
+    def settle(self) -> None:
+        """Make sure the work is under way or done: if it is still queued, run it here, now."""
+        if self._outcome is None and (self._future is None or self._future.cancel()):
+            self._future = None
+            try:
+                self._outcome = (True, self._work())
+            except BaseException as exc:  # re-raised by result(), in the caller's order of events
+                self._outcome = (False, exc)
+
+    def cancel(self) -> None:
+        """Drop the work if no thread has started it (the caller is failing anyway)."""
+        if self._future is not None:
+            self._future.cancel()
+
+    def result(self) -> A:
+        self.settle()
+        if self._outcome is None:
+            return self._future.result()
+        ok, value = self._outcome
+        if not ok:
+            raise value  # type: ignore[misc]
+        return value  # type: ignore[return-value]
+
+
 def both(first: Callable[[], A], second: Callable[[], B], *, parallel: bool = True) -> tuple[A, B]:
     """``(first(), second())``, the first on a pool thread when ``parallel`` and a core is free.
 
     An exception from either is raised here, as if they had run one after the other.
     """
-    if not parallel or WORKERS < 1:
-        return first(), second()
-    # The pool thread sees the caller's context variables (e.g. hashing.decode's pixel limit).
-    future = _get_pool().submit(contextvars.copy_context().run, first)
+    pending = Pending(first, parallel=parallel)
     try:
         second_result = second()
     except BaseException:
-        future.cancel()
+        pending.cancel()
         raise
-    if future.cancel():  # not started: do it here rather than wait for a busy pool
-        return first(), second_result
-    return future.result(), second_result
+    return pending.result(), second_result

@@ -101,22 +101,24 @@ static inline int scan_avx512_n(const uint64_t *codes, Py_ssize_t n, const uint6
     __m512i q[QUERY_CHUNK];
     for (int j = 0; j < nq; j++) q[j] = _mm512_set1_epi64((long long)queries[q0 + j]);
     const __m512i limit = _mm512_set1_epi64(radius);
-    __mmask8 near[QUERY_CHUNK];
     __m512i distance[QUERY_CHUNK];
     Py_ssize_t i = 0;
     for (; i + 8 <= n; i += 8) {
         __m512i block = _mm512_loadu_si512((const void *)(codes + i));
-        /* All the chunk's comparisons first, one branch after: most blocks are far from every
-           query, and a branch per query would stall the pipeline. */
-        __mmask8 any = 0;
-        for (int j = 0; j < nq; j++) {
+        /* All the chunk's distances first, one test after: most blocks are far from every query,
+           and a branch per query would stall the pipeline. The test is on the lane-wise minimum
+           over the queries (one vector min per query instead of a compare and a mask OR: 14%
+           less time for a batch of 8, bench/hamming.py); the masks are made only for a block
+           that holds a hit. */
+        distance[0] = _mm512_popcnt_epi64(_mm512_xor_si512(block, q[0]));
+        __m512i nearest = distance[0];
+        for (int j = 1; j < nq; j++) {
             distance[j] = _mm512_popcnt_epi64(_mm512_xor_si512(block, q[j]));
-            near[j] = _mm512_cmple_epu64_mask(distance[j], limit);
-            any |= near[j];
+            nearest = _mm512_min_epu64(nearest, distance[j]);
         }
-        if (!any) continue;
+        if (!_mm512_cmple_epu64_mask(nearest, limit)) continue;
         for (int j = 0; j < nq; j++) {
-            __mmask8 lanes = near[j];
+            __mmask8 lanes = _mm512_cmple_epu64_mask(distance[j], limit);
             if (!lanes) continue;
             int64_t distances[8];
             _mm512_storeu_si512((void *)distances, distance[j]);

@@ -51,6 +51,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="server processes sharing the port (SO_REUSEPORT) and the store, so hashing uses every core "
              "(default: %(default)s; server/workers.py supervises them)",
     )
+    parser.add_argument(
+        "--hashing-slots", type=int, default=defaults.hashing_slots, metavar="N",
+        help="images one process hashes at once, the rest waiting their turn (default: 0, meaning the CPUs "
+             "available divided by --workers)",
+    )
     # Set by the supervisor for the processes it starts (server/workers.py), never by hand.
     parser.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--grace", type=float, default=defaults.grace_seconds, help="seconds to drain on SIGTERM")
@@ -71,6 +76,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--store must be a postgresql:// URL, got {args.store.split(':', 1)[0]!r}...")
     if args.workers < 1:
         parser.error(f"--workers must be at least 1, got {args.workers}")
+    if args.hashing_slots < 0:
+        parser.error(f"--hashing-slots must be 0 (automatic) or more, got {args.hashing_slots}")
     args.security = security_flags.config_from(args, parser)
     return args
 
@@ -98,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         max_pixels=args.max_pixels,
         fast=args.fast,
         threads=args.threads,
+        hashing_slots=args.hashing_slots,
+        workers=args.workers,
         reflection=not args.no_reflection,
         grace_seconds=args.grace,
         metrics_address=None if args.metrics == "off" else args.metrics,

@@ -29,6 +29,11 @@ class ServerConfig:
     max_query_hashes: int = 1024
     # Threads serving RPCs.
     threads: int = 16
+    # Images this process hashes at once (others wait, honouring their deadlines); 0: one per core
+    # the process has to itself, i.e. the CPUs available divided by `workers` (server/hashing_slots.py).
+    hashing_slots: int = 0
+    # Server processes on this machine sharing the cores (`--workers N`); sizes the default above.
+    workers: int = 1
     # Server reflection lets generic tools (buf curl, grpcurl) discover the API.
     reflection: bool = True
     # Seconds in-flight requests get to finish on SIGTERM.

@@ -17,6 +17,7 @@ from hashmatch.v1 import hashes_pb2, matcher_pb2, matcher_pb2_grpc
 from . import convert
 from .config import ServerConfig
 from .errors import RequestError, status_of, streaming, unary
+from .hashing_slots import HashingSlots, default_slots
 from .limits import ensure_active
 
 
@@ -24,12 +25,14 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServiceServicer):
     def __init__(self, lists: HashLists, config: ServerConfig) -> None:
         self._lists = lists
         self._config = config
+        self._slots = HashingSlots(config.hashing_slots or default_slots(config.workers))
 
     def _hash(
         self,
         image: bytes,
         algorithm_values: Sequence[int],
         field: str,
+        context: grpc.ServicerContext,
         *,
         fast: bool,
         orientations: bool,
@@ -38,19 +41,20 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServiceServicer):
     ) -> ImageHashes:
         # ``also``: computed beside the defaults when the request names no algorithm.
         algorithms = convert.algorithms_from_proto(algorithm_values, field) or [*DEFAULT_ALGORITHMS, *also]
-        return hash_image(
-            image,
-            algorithms,
-            max_pixels=self._config.max_pixels,
-            orientations=orientations,
-            fast=fast or self._config.fast,
-            regions=regions,
-        )
+        with self._slots.held(context):
+            return hash_image(
+                image,
+                algorithms,
+                max_pixels=self._config.max_pixels,
+                orientations=orientations,
+                fast=fast or self._config.fast,
+                regions=regions,
+            )
 
     @unary
     def HashImage(self, request: matcher_pb2.HashImageRequest, context: grpc.ServicerContext):
         hashes = self._hash(
-            request.image, request.algorithms, "algorithms",
+            request.image, request.algorithms, "algorithms", context,
             fast=request.fast, orientations=request.include_orientations,
         )
         return matcher_pb2.HashImageResponse(
@@ -64,7 +68,7 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServiceServicer):
         # Every orientation is hashed and searched; lists with match_orientations off ignore the
         # variants (HashLists.match), and a variant's hit points at its algorithm's original hash.
         hashes = self._hash(
-            request.image, request.algorithms, "algorithms",
+            request.image, request.algorithms, "algorithms", context,
             fast=request.fast, orientations=True, regions=self._config.match_regions,
             also=self._listed_digests(),
         )

@@ -1,0 +1,80 @@
+"""Each server process hashes at most `hashing_slots` images at once (server/hashing_slots.py)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import pytest
+from imagegen import encode, photo
+
+from hashmatch.server.__main__ import parse_args
+from hashmatch.server.hashing_slots import HashingSlots, cores_available, default_slots
+from hashmatch.v1 import matcher_pb2, matcher_pb2_grpc
+
+
+def test_slots_bound_how_many_hold_at_once() -> None:
+    slots = HashingSlots(2)
+    inside = 0
+    most = 0
+    lock = threading.Lock()
+
+    def hold() -> None:
+        nonlocal inside, most
+        with slots.held():
+            with lock:
+                inside += 1
+                most = max(most, inside)
+            time.sleep(0.03)
+            with lock:
+                inside -= 1
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: hold(), range(16)))
+    assert most == 2
+    with pytest.raises(ValueError, match="at least 1"):
+        HashingSlots(0)
+
+
+def test_default_is_one_image_per_core_a_worker_has_to_itself() -> None:
+    cores = cores_available()
+    assert default_slots(1) == cores
+    assert default_slots(2) == max(1, cores // 2)
+    assert default_slots(cores * 4) == 1
+    assert parse_args(["--workers", "2", "--hashing-slots", "3"]).hashing_slots == 3
+    assert parse_args([]).hashing_slots == 0  # automatic
+    with pytest.raises(SystemExit):
+        parse_args(["--hashing-slots", "-1"])
+
+
+def test_requests_beyond_the_slots_wait_and_all_answer_the_same(server_factory) -> None:
+    """One slot, eight uploads at once over a real channel: every one answered, identically."""
+    server = server_factory(hashing_slots=1)
+    image = encode(photo(31, (1600, 1200)), "JPEG", quality=90)
+    with grpc.insecure_channel(server.address) as channel:
+        matcher = matcher_pb2_grpc.MatcherServiceStub(channel)
+        with ThreadPoolExecutor(8) as pool:
+            replies = list(pool.map(
+                lambda _: matcher.HashImage(matcher_pb2.HashImageRequest(image=image), timeout=60), range(8)))
+    assert len({r.SerializeToString() for r in replies}) == 1
+    assert len(replies[0].hashes) == 4
+
+
+def test_a_request_waiting_for_a_slot_still_ends_at_its_deadline(server_factory) -> None:
+    server = server_factory(hashing_slots=1)
+    slow = encode(photo(32, (4000, 3000)), "PNG")  # hashing it keeps the one slot busy a while
+    quick = encode(photo(33, (64, 64)), "PNG")
+    with grpc.insecure_channel(server.address) as channel:
+        matcher = matcher_pb2_grpc.MatcherServiceStub(channel)
+        with ThreadPoolExecutor(4) as pool:
+            busy = [pool.submit(matcher.MatchImage, matcher_pb2.MatchImageRequest(image=slow), timeout=60)
+                    for _ in range(3)]
+            time.sleep(0.1)
+            with pytest.raises(grpc.RpcError) as err:
+                matcher.HashImage(matcher_pb2.HashImageRequest(image=quick), timeout=0.05)
+            assert err.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+            assert all(f.result().image.width == 4000 for f in busy)
+        # Once the slot is free again a quick upload is answered at once.
+        assert matcher.HashImage(matcher_pb2.HashImageRequest(image=quick), timeout=10).image.width == 64
