@@ -220,6 +220,120 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
     return result;
 }
 
+/* probe(codes, words, offsets, perm, keys, perm_starts, queries, radius) -> like scan's result.
+ *
+ * The verification step of a multi-index search (index/mih.py) for codes of any number of 64-bit
+ * words. keys holds, for each query in turn, P probe keys into offsets; bucket k's positions are
+ * perm[start + offsets[k] .. start + offsets[k + 1]) with start = perm_starts[probe column]. Every
+ * position found is compared with its query over all the words; pairs within radius are returned
+ * (a position found through several probes is returned each time: the caller dedupes the few hits).
+ * In numpy the same takes a dozen passes over candidate arrays; here it is one loop, without the GIL. */
+__attribute__((always_inline))
+static inline int probe_all(const uint64_t *codes, Py_ssize_t n, int words, const uint32_t *offsets, Py_ssize_t n_offsets,
+                     const uint32_t *perm, Py_ssize_t n_perm, const int64_t *keys, Py_ssize_t n_keys,
+                     const int64_t *starts, Py_ssize_t p, const uint64_t *queries, int radius, Hits *hits) {
+    for (Py_ssize_t idx = 0; idx < n_keys; idx++) {
+        if (idx + 8 < n_keys) {
+            int64_t ahead = keys[idx + 8];
+            if (ahead >= 0 && ahead < n_offsets) __builtin_prefetch(offsets + ahead);
+        }
+        int64_t k = keys[idx];
+        if (k < 0 || k + 1 >= n_offsets) return -2;
+        Py_ssize_t q = idx / p;
+        int64_t start = starts[idx % p];
+        uint32_t lo = offsets[k], hi = offsets[k + 1];
+        if (hi < lo || start < 0 || start + (int64_t)hi > n_perm) return -2;
+        const uint64_t *query = queries + q * words;
+        for (uint32_t i = lo; i < hi; i++) {
+            uint32_t pos = perm[start + i];
+            if ((Py_ssize_t)pos >= n) return -2;
+            const uint64_t *code = codes + (Py_ssize_t)pos * words;
+            int d = 0;
+            for (int w = 0; w < words; w++) d += __builtin_popcountll(code[w] ^ query[w]);
+            if (d <= radius && hits_add(hits, q, pos, d) < 0) return -1;
+        }
+    }
+    return 0;
+}
+
+#ifdef HM_X86
+__attribute__((target("popcnt")))
+static int probe_all_popcnt(const uint64_t *codes, Py_ssize_t n, int words, const uint32_t *offsets,
+                            Py_ssize_t n_offsets, const uint32_t *perm, Py_ssize_t n_perm, const int64_t *keys,
+                            Py_ssize_t n_keys, const int64_t *starts, Py_ssize_t p, const uint64_t *queries,
+                            int radius, Hits *hits) {
+    return probe_all(codes, n, words, offsets, n_offsets, perm, n_perm, keys, n_keys, starts, p, queries, radius, hits);
+}
+#endif
+
+static int get_buffer(PyObject *object, Py_buffer *view, Py_ssize_t itemsize, const char *what) {
+    if (PyObject_GetBuffer(object, view, PyBUF_C_CONTIGUOUS) < 0) return -1;
+    if (view->len % itemsize != 0) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_ValueError, "%s: %zd bytes is not a whole number of %zd-byte items", what, view->len, itemsize);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *probe(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *objects[7];
+    int words, radius;
+    if (!PyArg_ParseTuple(args, "OiOOOOOi", &objects[0], &words, &objects[1], &objects[2], &objects[3],
+                          &objects[4], &objects[5], &radius))
+        return NULL;
+    if (words < 1 || words > 64) return PyErr_Format(PyExc_ValueError, "words %d is outside 1..64", words);
+    if (radius < 0 || radius > 64 * words) return PyErr_Format(PyExc_ValueError, "radius %d is out of range", radius);
+    static const char *names[6] = {"codes", "offsets", "perm", "keys", "perm_starts", "queries"};
+    static const Py_ssize_t sizes[6] = {8, 4, 4, 8, 8, 8};
+    Py_buffer views[6];
+    for (int i = 0; i < 6; i++) {
+        Py_ssize_t itemsize = (i == 0 || i == 5) ? 8 * (Py_ssize_t)words : sizes[i];
+        if (get_buffer(objects[i], &views[i], itemsize, names[i]) < 0) {
+            for (int j = 0; j < i; j++) PyBuffer_Release(&views[j]);
+            return NULL;
+        }
+    }
+    Py_ssize_t n = views[0].len / (8 * words), n_offsets = views[1].len / 4, n_perm = views[2].len / 4;
+    Py_ssize_t n_keys = views[3].len / 8, p = views[4].len / 8, nq = views[5].len / (8 * words);
+    Hits hits = {0};
+    int status = 0;
+    if (p == 0 ? n_keys != 0 : n_keys != nq * p) {
+        status = -3;
+    } else if (n_keys) {
+        Py_BEGIN_ALLOW_THREADS
+#ifdef HM_X86
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("popcnt"))
+            status = probe_all_popcnt(views[0].buf, n, words, views[1].buf, n_offsets, views[2].buf, n_perm,
+                                      views[3].buf, n_keys, views[4].buf, p, views[5].buf, radius, &hits);
+        else
+#endif
+            status = probe_all(views[0].buf, n, words, views[1].buf, n_offsets, views[2].buf, n_perm,
+                               views[3].buf, n_keys, views[4].buf, p, views[5].buf, radius, &hits);
+        Py_END_ALLOW_THREADS
+    }
+    for (int i = 0; i < 6; i++) PyBuffer_Release(&views[i]);
+    if (status == -2 || status == -3) {
+        hits_free(&hits);
+        return PyErr_Format(PyExc_ValueError, status == -2
+            ? "probe: a key, bucket or position is outside the tables"
+            : "probe: keys must hold the same number of probes for every query");
+    }
+    if (status < 0 || hits.failed) {
+        hits_free(&hits);
+        return PyErr_NoMemory();
+    }
+    static const char nothing[1] = {0};
+    PyObject *result = Py_BuildValue(
+        "(y#y#y#)",
+        hits.size ? (const char *)hits.query : nothing, hits.size * (Py_ssize_t)sizeof(int64_t),
+        hits.size ? (const char *)hits.position : nothing, hits.size * (Py_ssize_t)sizeof(int64_t),
+        hits.size ? (const char *)hits.distance : nothing, hits.size * (Py_ssize_t)sizeof(int32_t));
+    hits_free(&hits);
+    return result;
+}
+
 static PyObject *kernel(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused)) {
     return PyUnicode_FromString(chosen_name);
 }
@@ -227,6 +341,8 @@ static PyObject *kernel(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused)) 
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS,
      "scan(codes, queries, radius) -> (query_index, position, distance) as bytes of int64, int64, int32."},
+    {"probe", probe, METH_VARARGS,
+     "probe(codes, words, offsets, perm, keys, perm_starts, queries, radius) -> as scan: a multi-index's buckets verified."},
     {"kernel", kernel, METH_NOARGS, "The scan kernel this CPU uses: avx512-vpopcntdq, popcnt or portable."},
     {NULL, NULL, 0, NULL},
 };

@@ -197,3 +197,42 @@ def test_deltas_masks_and_folds_equal_brute_force(seed: int, bits: int, radius: 
         codes = np.array([c for c, _ in model.rows.values()], np.uint64)
         queries = queries_around(rng, codes, bits, radius, 2)
         assert live_answer(index, queries, radius) == model.within(queries, radius), f"step {step}"
+
+
+@pytest.mark.parametrize("bits,radius", [(64, 10), (256, 31)])
+def test_compiled_probe_equals_the_numpy_path(bits: int, radius: int, monkeypatch) -> None:
+    """mih.within verifies candidates in index/_hamming.c's probe when it is built; numpy's path
+    (the fallback without a compiler) must give the same triples."""
+    from hashmatch.index import mih
+
+    if mih._hamming is None:
+        pytest.skip("the compiled kernel is not built here")
+    rng = np.random.default_rng(11)
+    codes = make_codes(rng, 20_000, bits, True)
+    index = MultiIndex(codes, Plan.split(bits, max(4, bits // 16)))
+    queries = queries_around(rng, codes, bits, radius, 8)
+    compiled = triples(*index.within(queries, radius))
+    monkeypatch.setattr(mih, "_hamming", None)
+    assert triples(*index.within(queries, radius)) == compiled == brute(codes, queries, radius)
+    assert len(compiled) >= 8
+
+
+def test_compiled_probe_refuses_keys_outside_its_tables() -> None:
+    from hashmatch.index import mih
+
+    if mih._hamming is None:
+        pytest.skip("the compiled kernel is not built here")
+    codes = np.arange(10, dtype=np.uint64).reshape(10, 1)
+    offsets = np.array([0, 5, 10], np.uint32)
+    perm = np.arange(10, dtype=np.uint32)
+    query = np.zeros((1, 1), np.uint64)
+    starts = np.zeros(1, np.int64)
+    q, pos, dist = mih._hamming.probe(codes, 1, offsets, perm, np.array([1], np.int64), starts, query, 64)
+    assert np.frombuffer(pos, np.int64).tolist() == [5, 6, 7, 8, 9]
+    for bad_key in (2, -1, 99):
+        with pytest.raises(ValueError, match="outside the tables"):
+            mih._hamming.probe(codes, 1, offsets, perm, np.array([bad_key], np.int64), starts, query, 64)
+    with pytest.raises(ValueError, match="outside the tables"):  # a bucket past the end of perm
+        mih._hamming.probe(codes, 1, offsets, perm, np.array([1], np.int64), np.array([3], np.int64), query, 64)
+    with pytest.raises(ValueError, match="same number of probes"):
+        mih._hamming.probe(codes, 1, offsets, perm, np.array([0, 1, 1], np.int64), np.zeros(2, np.int64), query, 64)
