@@ -3,6 +3,7 @@ driven by an asyncio gRPC client on loopback.
 
     flock /tmp/hashmatch-bench.lock .venv/bin/python bench/load.py            # the README's table
     .venv/bin/python bench/load.py --entries 100k --seconds 5 --workers 1     # a quick look
+    .venv/bin/python bench/load.py --data-dir D --workers 1 --concurrency 1 --methods MatchHashes,Health
 
 It fills a data folder once (synthetic clustered hashes, bench/search.py's generator, written
 straight into the SQLite store: the set-up, not what is measured), then for each worker count
@@ -55,6 +56,8 @@ from search import clustered, fill_store, parse_size  # noqa: E402 - the search 
 HMA_P50_MS = 16.0
 HMA_P99_MS = 29.0
 OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
+HEALTH = "Health"  # grpc.health.v1 Check: no auth, no interceptors of ours, no index
+METHODS = ("MatchImage", "MatchHashes", HEALTH)
 
 
 def loopback(host: str) -> bool:
@@ -233,8 +236,10 @@ async def run_cell(server: Server, method: str, requests: list, concurrency: int
     address, metadata = server.address, server.metadata
     channels = [grpc.aio.insecure_channel(address, options=OWN_CONNECTION + [
         ("grpc.max_send_message_length", 64 << 20)]) for _ in range(min(concurrency, 16))]
-    stubs = [matcher_pb2_grpc.MatcherServiceStub(c) for c in channels]
-    calls = [getattr(s, method) for s in stubs]
+    if method == HEALTH:  # the floor: a bare round trip through this client and gRPC's server
+        calls = [health_pb2_grpc.HealthStub(c).Check for c in channels]
+    else:
+        calls = [getattr(matcher_pb2_grpc.MatcherServiceStub(c), method) for c in channels]
     # Warm each connection (and each worker's first-call costs) outside the measurement.
     await asyncio.gather(*(call(requests[i % len(requests)], metadata=metadata, timeout=60)
                            for i, call in enumerate(calls)))
@@ -291,9 +296,10 @@ def table(cells: list[Cell], worker_counts: list[int]) -> list[str]:
     lines = [head + (" | 2 vs 1 (req/s) |" if 1 in worker_counts and 2 in worker_counts else " |")]
     lines.append("| --- | ---: | " + " | ".join("---:" for _ in worker_counts)
                  + (" | ---: |" if 1 in worker_counts and 2 in worker_counts else " |"))
-    for method in ("MatchImage", "MatchHashes"):
+    names = {"MatchImage": "MatchImage (1080p JPEG)", HEALTH: "Health Check (floor)"}
+    for method in [m for m in METHODS if any(c.method == m for c in cells)]:
         for concurrency in sorted({c.concurrency for c in cells}):
-            row = [method if method == "MatchHashes" else "MatchImage (1080p JPEG)", str(concurrency)]
+            row = [names.get(method, method), str(concurrency)]
             for w in worker_counts:
                 c = by.get((method, w, concurrency))
                 row.append(f"{c.throughput:.1f}, {c.pct(50):.1f}, {c.pct(99):.1f}, {c.cores:.2f}"
@@ -310,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entries", type=parse_size, default=1_000_000, help="PDQ entries, and as many pHash")
     parser.add_argument("--workers", default="1,2", help="worker counts to measure (default: %(default)s)")
     parser.add_argument("--concurrency", default="1,8,64", help="calls in flight (default: %(default)s)")
+    parser.add_argument("--methods", default="MatchImage,MatchHashes",
+                        help="calls to measure, of MatchImage, MatchHashes and Health (a bare health "
+                             "check: the floor of this client and server) (default: %(default)s)")
     parser.add_argument("--requests", type=int, default=3000, help="most MatchHashes calls per cell")
     parser.add_argument("--image-requests", type=int, default=600, help="most MatchImage calls per cell")
     parser.add_argument("--seconds", type=float, default=20.0, help="most seconds per cell")
@@ -326,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
                      "(127.0.0.1, ::1, localhost)")
     worker_counts = [int(w) for w in args.workers.split(",")]
     concurrencies = [int(c) for c in args.concurrency.split(",")]
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not methods or set(methods) - set(METHODS):
+        parser.error(f"--methods {args.methods}: give some of {', '.join(METHODS)}")
     os.umask(0o077)
     with tempfile.TemporaryDirectory(prefix="hashmatch-load-") as scratch:
         data_dir = args.data_dir or Path(scratch) / "data"
@@ -334,16 +346,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"data: {args.entries:,} PDQ + {args.entries:,} pHash entries in {data_dir} "
               f"({time.perf_counter() - started:.0f}s)", flush=True)
         queries = hash_queries(pdq, phash, 512, args.seed)
-        images = [matcher_pb2.MatchImageRequest(image=jpeg) for jpeg in uploads(8)]
-        print(f"uploads: {len(images)} JPEGs of 1920x1080, {statistics.mean(len(i.image) for i in images) / 1e3:.0f} kB "
-              "on average", flush=True)
+        images = [matcher_pb2.MatchImageRequest(image=jpeg) for jpeg in uploads(8)] if "MatchImage" in methods else []
+        if images:
+            print(f"uploads: {len(images)} JPEGs of 1920x1080, "
+                  f"{statistics.mean(len(i.image) for i in images) / 1e3:.0f} kB on average", flush=True)
         cells: list[Cell] = []
         for workers in worker_counts:
             server = Server(data_dir, workers, args.listen)
             print(f"{workers} worker(s): serving after {server.start_seconds:.1f}s", flush=True)
             try:
                 for method, requests, bound in (("MatchImage", images, args.image_requests),
-                                                ("MatchHashes", queries, args.requests)):
+                                                ("MatchHashes", queries, args.requests),
+                                                (HEALTH, [health_pb2.HealthCheckRequest()], args.requests)):
+                    if method not in methods:
+                        continue
                     for concurrency in concurrencies:
                         runs = [asyncio.run(run_cell(server, method, requests,
                                                      concurrency, bound, args.seconds, workers))

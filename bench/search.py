@@ -257,7 +257,77 @@ def fill_store(path: Path, n: int, seed: int, codes: dict[str, np.ndarray] | Non
     print()
 
 
-def bench_startup(n: int, seed: int, out: list[str]) -> None:
+def fill_postgres(url: str, codes: np.ndarray) -> None:
+    """A PostgreSQL store holding ``codes`` (distinct rows) as PDQ entries of one list (plain SQL,
+    like fill_store). The unique constraints are dropped for the load and added back after it (one
+    sorted index build each instead of 10M random inserts into them)."""
+    from hashmatch.index.postgres_store import PostgresStore
+    import psycopg
+
+    _unique, first = np.unique(codes.view(f"V{codes.shape[1]}").ravel(), return_index=True)
+    codes = codes[np.sort(first)]
+    store = PostgresStore(url)
+    store.create_list("bench", "", {}, True)
+    store.close()
+    step = 200_000
+    with psycopg.connect(url) as db:
+        list_id = db.execute("SELECT id FROM lists WHERE name = 'bench'").fetchone()[0]
+        constraints = db.execute("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                                 "WHERE conrelid = 'entries'::regclass AND contype = 'u'").fetchall()
+        for name, _definition in constraints:
+            db.execute(f'ALTER TABLE entries DROP CONSTRAINT "{name}"')
+        now = time.time()
+        for lo in range(0, len(codes), step):
+            values = [row.tobytes() for row in codes[lo : lo + step]]
+            db.execute("INSERT INTO entries (list_id, entry_id, algorithm, hash, label, added_at) "
+                       "SELECT %s, 'e' || (t.i + %s), 'pdq', t.h, 'bench', %s "
+                       "FROM unnest(%s::bytea[]) WITH ORDINALITY AS t(h, i)",
+                       (list_id, lo - 1, now, values))
+            print(f"  PostgreSQL store: {min(len(codes), lo + step):,} rows", end="\r", flush=True)
+        for name, definition in constraints:
+            db.execute(f'ALTER TABLE entries ADD CONSTRAINT "{name}" {definition}')
+        db.execute("INSERT INTO counts (list_id, algorithm, n) SELECT list_id, algorithm, count(*) FROM entries "
+                   "GROUP BY list_id, algorithm ON CONFLICT (list_id, algorithm) DO UPDATE SET n = excluded.n")
+        db.execute("UPDATE meta SET value = value + 1 WHERE key IN ('generation', 'entries_generation')")
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute("VACUUM ANALYZE entries")  # as a store that has been up a while: statistics, visibility map
+    print()
+
+
+def postgres_startup(n: int, seed: int, pg_url: str | None) -> str:
+    """Seconds a start-up from a PostgreSQL store of the same n entries takes (a replica has no
+    snapshot: it always reads and builds), or why it was not measured."""
+    cluster = None
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        return "not measured: psycopg is not installed"
+    if pg_url is None:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+        from pgcluster import Cluster, find_binaries  # the tests' throwaway cluster on loopback
+
+        binaries, why = find_binaries()
+        if binaries is None:
+            return f"not measured: {why}"
+        cluster = Cluster(binaries)
+        pg_url = cluster.database()
+    try:
+        from hashmatch.index.postgres_store import PostgresStore
+
+        started = time.perf_counter()
+        fill_postgres(pg_url, clustered(n, 256, seed).view(np.uint8).reshape(n, 32))
+        print(f"PostgreSQL store filled in {time.perf_counter() - started:.0f}s", flush=True)
+        lists = HashLists(PostgresStore(pg_url), background=False)
+        assert lists.startup["source"] == "store" and lists.entry_count(Algorithm.PDQ) > 0.99 * n
+        seconds = lists.startup["seconds"]
+        lists.close()
+        return f"{seconds:.1f} s"
+    finally:
+        if cluster is not None:
+            cluster.destroy()
+
+
+def bench_startup(n: int, seed: int, out: list[str], pg_url: str | None = None) -> None:
     policy = CompactionPolicy(snapshot_idle_seconds=3600)  # snapshots only when asked, here
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         path = Path(tmp) / "hashmatch.sqlite3"
@@ -295,7 +365,7 @@ def bench_startup(n: int, seed: int, out: list[str]) -> None:
         lists.compact()
         fold = time.perf_counter() - started
         lists.close()
-    out.append(f"\n### start-up and live loads, {n/1e6:g}M PDQ entries in a SQLite store\n")
+    out.append(f"\n### start-up and live loads, {n/1e6:g}M PDQ entries in a SQLite store (last row: PostgreSQL)\n")
     out.append("| what | measured |")
     out.append("| --- | ---: |")
     out.append(f"| start-up from the store alone (no snapshot: read + build) | {rebuild:.1f} s |")
@@ -305,7 +375,10 @@ def bench_startup(n: int, seed: int, out: list[str]) -> None:
     out.append(f"| load 100k new hashes until they match (store commit + delta) | {visible:.2f} s |")
     out.append(f"| one-hash match p50 with the 100k delta beside the main index | {with_delta:.2f} ms |")
     out.append(f"| background compaction folding the 100k in (+ snapshot write) | {fold:.1f} s |")
-    for line in out[-9:]:
+    gc.collect()
+    out.append(f"| start-up from a PostgreSQL store (a replica: no snapshot, read + build) | "
+               f"{postgres_startup(n, seed, pg_url)} |")
+    for line in out[-10:]:
         print(line)
 
 
@@ -347,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--batches", type=int, default=100)
     u = sub.add_parser("startup")
     u.add_argument("--size", default="10M")
+    u.add_argument("--pg-url", help="an empty PostgreSQL database for the replica row (default: a throwaway "
+                                    "cluster, as the tests start, where PostgreSQL is installed)")
     k = sub.add_parser("soak")
     k.add_argument("--cycles", type=int, default=1000)
     k.add_argument("--base", type=int, default=200_000)
@@ -364,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
             for name in args.algorithms.split(","):
                 bench_search(parse_size(size), Algorithm.parse(name), args.singles, args.batches, args.seed, out)
     elif args.command == "startup":
-        bench_startup(parse_size(args.size), args.seed, out)
+        bench_startup(parse_size(args.size), args.seed, out, args.pg_url)
     elif args.command == "memory":
         memory_child(args.structure, Algorithm.parse(args.algorithm), args.n, args.seed)
         return 0

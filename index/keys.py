@@ -14,6 +14,13 @@ so the list store and the key store can change independently. Replicas sharing a
 share their keys too: ``KeyStore(url=...)`` keeps the same table there (same salted HMAC, roles,
 expiry, revocation), and remembers the keys it verified so a replica that loses the database
 still recognises them (a revocation reaches it when the database is back).
+
+Every call presents its key, so the SQLite store remembers the keys it verified (by the SHA-256
+of the key as presented, never the key itself) for as long as the file is unchanged: SQLite's
+``PRAGMA data_version`` (one cheap statement) changes whenever another connection, in this
+process or another (the offline ``keys`` command, a worker), commits to the file, and this
+store's own writes forget everything at once, so a revocation counts from the very next call.
+Expiry is still compared with the clock on every call.
 """
 
 from __future__ import annotations
@@ -184,6 +191,13 @@ class KeyStore:
         self._lock = threading.Lock()
         # Keys verified here, by id: what a replica still accepts while its database is away.
         self._verified: dict[str, tuple] = {}
+        # SQLite only: keys verified while (the file's data_version, this store's own write
+        # count) was _checked_version, by the SHA-256 of the key as presented -> (info, expiry
+        # timestamp). Only verified keys get in, so it holds at most one entry per key.
+        self._checked: dict[bytes, tuple[ApiKeyInfo, float | None]] = {}
+        self._checked_version: tuple[int, int] | None = None
+        self._own_writes = 0
+        self._remembers = url is None
         if url is not None:
             self._db = _PostgresKeys(url)
             return
@@ -202,12 +216,47 @@ class KeyStore:
 
     # -- reads ----------------------------------------------------------------------------------
 
-    def authenticate(self, token: str, now: float | None = None) -> ApiKeyInfo:
+    def authenticate(self, token: str, now: float | None = None, digest: bytes | None = None) -> ApiKeyInfo:
         """The key's info if ``token`` is a valid, active key; else AuthenticationFailed.
 
         Only a caller who knows the secret learns that a key is revoked or expired; a wrong or
-        unknown key gets the same answer in about the same time.
+        unknown key gets the same answer in about the same time. ``digest``: the SHA-256 of
+        ``token``, when the caller has it already.
         """
+        if not self._remembers:
+            return self._verify(token, now)
+        if digest is None:
+            digest = hashlib.sha256(token.encode()).digest()
+        with self._lock:
+            version = (self._db.execute("PRAGMA data_version").fetchone()[0], self._own_writes)
+            if version != self._checked_version:
+                # Someone else committed to the file since: any key may have been revoked.
+                self._checked.clear()
+                self._checked_version = version
+            known = self._checked.get(digest)
+        if known is not None:
+            info, expires = known
+            if expires is not None and expires <= (time.time() if now is None else now):
+                raise AuthenticationFailed(f"the API key {info.key_id} ({info.name}) is expired")
+            return info
+        info = self._verify(token, now)
+        with self._lock:
+            # Remembered only if nothing was committed since the version read before the lookup:
+            # the row read then is at least as new as that version.
+            if self._checked_version == version:
+                expires = info.expires.timestamp() if info.expires is not None else None
+                self._checked[digest] = (info, expires)
+        return info
+
+    def _forget_checked(self) -> None:
+        """Before this store's own writes (under the lock, held until they commit), which do not
+        change its own connection's data_version; a verification begun before is not remembered."""
+        self._own_writes += 1
+        self._checked.clear()
+        self._checked_version = None
+
+    def _verify(self, token: str, now: float | None) -> ApiKeyInfo:
+        """authenticate() against the stored row: the lookup and the salted HMAC."""
         parsed = parse_key(token)
         if parsed is None:
             raise AuthenticationFailed("the API key is malformed (expected hm_<id>_<secret>)")
@@ -275,12 +324,14 @@ class KeyStore:
         if expires is not None and expires.timestamp() <= now:
             raise InvalidKeySpec("the expiry must be in the future")
         with self._lock:
+            self._forget_checked()
             return self._insert(name, wanted, expires, created_by, now)
 
     def revoke(self, selector: str, keep_an_admin: bool = True) -> ApiKeyInfo:
         """Revoke a key by id or active name; revoking twice is harmless (keeps the first time)."""
         info = self.get(selector)
         with self._lock:
+            self._forget_checked()
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 if keep_an_admin and info.revoked is None and "admin" in info.roles:
@@ -310,6 +361,7 @@ class KeyStore:
         undo the revocation. The file is the only copy; it is created readable by its owner only.
         """
         with self._lock:
+            self._forget_checked()
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 if self._db.execute("SELECT count(*) FROM api_keys").fetchone()[0]:

@@ -159,8 +159,9 @@ class Authenticator:
     def authenticate(self, token: str | None, context: grpc.ServicerContext) -> Principal:
         # A key, when sent, decides: a client with a mapped certificate may still act as a key.
         if token is not None:
+            digest = credential_digest(token)
             try:
-                info = self.keys.authenticate(token)
+                info = self.keys.authenticate(token, digest=digest)
             except AuthenticationFailed as exc:
                 raise Refusal(grpc.StatusCode.UNAUTHENTICATED, str(exc), REASON_BAD_CREDENTIALS) from None
             except StoreUnavailable:
@@ -168,7 +169,7 @@ class Authenticator:
                 raise Refusal(grpc.StatusCode.UNAVAILABLE,
                               "the key store cannot be reached to check this key; retry later",
                               "STORE_UNAVAILABLE") from None
-            return Principal(info.name, info.roles, info.key_id, "api-key", credential_digest(token))
+            return Principal(info.name, info.roles, info.key_id, "api-key", digest)
         for identity in peer_identities(context) if self.certificate_roles else ():
             roles = self.certificate_roles.get(identity)
             if roles:

@@ -17,7 +17,26 @@ class BadField(ValueError):
         self.reason = reason
 
 
+def _table(enum_type, prefix: str, members) -> dict:
+    """{proto number: member} for the members whose name the proto enum has as ``prefix + NAME``."""
+    names = set(enum_type.keys())
+    return {enum_type.Value(f"{prefix}{m.name}"): m for m in members if f"{prefix}{m.name}" in names}
+
+
+# The conversions run for every hash of every request: dictionaries built once, not names formatted
+# and parsed each time. Numbers missing from them take the checking path below.
+_ALGORITHM_OF = _table(hashes_pb2.Algorithm, "ALGORITHM_", Algorithm)
+_ALGORITHM_NUMBER = {a: n for n, a in _ALGORITHM_OF.items()}
+_ORIENTATION_OF = _table(hashes_pb2.Orientation, "ORIENTATION_", Orientation)
+_ORIENTATION_NUMBER = {o: n for n, o in _ORIENTATION_OF.items()}
+_REGION_NUMBER = {name.removeprefix("IMAGE_REGION_").lower(): number
+                  for name, number in hashes_pb2.ImageRegion.items() if number}
+
+
 def algorithm_from_proto(value: int, field: str) -> Algorithm:
+    known = _ALGORITHM_OF.get(value)
+    if known is not None:
+        return known
     try:
         name = hashes_pb2.Algorithm.Name(value)
     except ValueError:
@@ -28,12 +47,16 @@ def algorithm_from_proto(value: int, field: str) -> Algorithm:
 
 
 def algorithm_to_proto(algorithm: Algorithm) -> int:
-    return hashes_pb2.Algorithm.Value(f"ALGORITHM_{algorithm.name}")
+    number = _ALGORITHM_NUMBER.get(algorithm)
+    return number if number is not None else hashes_pb2.Algorithm.Value(f"ALGORITHM_{algorithm.name}")
 
 
 def orientation_from_proto(value: int, field: str) -> Orientation:
     if value == hashes_pb2.ORIENTATION_UNSPECIFIED:
         return Orientation.ORIGINAL
+    known = _ORIENTATION_OF.get(value)
+    if known is not None:
+        return known
     try:
         name = hashes_pb2.Orientation.Name(value)
     except ValueError:
@@ -42,7 +65,8 @@ def orientation_from_proto(value: int, field: str) -> Orientation:
 
 
 def orientation_to_proto(orientation: Orientation) -> int:
-    return hashes_pb2.Orientation.Value(f"ORIENTATION_{orientation.name}")
+    number = _ORIENTATION_NUMBER.get(orientation)
+    return number if number is not None else hashes_pb2.Orientation.Value(f"ORIENTATION_{orientation.name}")
 
 
 def algorithms_from_proto(values, field: str) -> list[Algorithm]:
@@ -82,7 +106,7 @@ def hit_to_proto(hit: Hit) -> hashes_pb2.Match:
         threshold=hit.threshold,
         query_index=hit.query_index,
         orientation=orientation_to_proto(hit.orientation),
-        region=hashes_pb2.ImageRegion.Value(f"IMAGE_REGION_{hit.region.upper()}"),
+        region=_REGION_NUMBER.get(hit.region) or hashes_pb2.ImageRegion.Value(f"IMAGE_REGION_{hit.region.upper()}"),
         confirmed_by=algorithm_to_proto(hit.confirmed_by) if hit.confirmed_by is not None else 0,
     )
 

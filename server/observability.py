@@ -71,6 +71,14 @@ class Metrics:
             registry=r,
         )
         r.register(_IndexCollector(lists))
+        # Labelled children, looked up once: labels() validates its arguments and takes a lock on
+        # every call. Labels come from bounded sets (methods served, status codes, algorithms,
+        # list names), and the registry keeps every child it made anyway.
+        self._rpc_children: dict[tuple[str, grpc.StatusCode], tuple[Any, Any]] = {}
+        self._hashing_children: dict[str, Any] = {}
+        self._matched_children = {True: self.matched_requests.labels("true"),
+                                  False: self.matched_requests.labels("false")}
+        self._match_children: dict[tuple[str, int], Any] = {}
 
     def observe_hashing(self, timings: Mapping[str, float]) -> None:
         """One image's hashing.compute timings: "decode", then seconds by algorithm name."""
@@ -78,11 +86,19 @@ class Metrics:
             if step == "decode":
                 self.decoding.observe(seconds)
             else:
-                self.hashing.labels(step).observe(seconds)
+                child = self._hashing_children.get(step)
+                if child is None:
+                    child = self._hashing_children.setdefault(step, self.hashing.labels(step))
+                child.observe(seconds)
 
     def observe_rpc(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
-        self.requests.labels(method, code.name).inc()
-        self.latency.labels(method).observe(seconds)
+        children = self._rpc_children.get((method, code))
+        if children is None:
+            children = self._rpc_children.setdefault(
+                (method, code), (self.requests.labels(method, code.name), self.latency.labels(method))
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_result(self, method: str, request: Any, response: Any) -> None:
         """What a successful response says: image sizes, matches, list changes."""
@@ -94,9 +110,15 @@ class Metrics:
             self.image_pixels.observe(info.width * info.height)
         matches = getattr(response, "matches", None)
         if matches is not None:
-            self.matched_requests.labels("true" if len(matches) else "false").inc()
+            self._matched_children[len(matches) > 0].inc()
             for m in matches:
-                self.matches.labels(m.list_name, _ALGORITHM_NAMES.get(m.algorithm, "unknown")).inc()
+                key = (m.list_name, m.algorithm)
+                child = self._match_children.get(key)
+                if child is None:
+                    child = self._match_children.setdefault(
+                        key, self.matches.labels(m.list_name, _ALGORITHM_NAMES.get(m.algorithm, "unknown"))
+                    )
+                child.inc()
         if method.endswith("/UploadHashes"):
             self.loads.inc()
             self.entries_added.inc(response.added)
@@ -154,8 +176,8 @@ class RequestObserver(grpc.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or method.startswith(("/grpc.health", "/grpc.reflection")):
             return handler
-        metadata = dict(handler_call_details.invocation_metadata or ())
-        request_id = str(metadata.get("x-request-id", ""))[:128] or uuid.uuid4().hex[:16]
+        # The request id is for the log line alone: read (or made) only when that line is written.
+        request_id = _RequestId(handler_call_details.invocation_metadata)
         if handler.unary_unary:
             return handler._replace(unary_unary=self._unary(method, request_id, handler.unary_unary))
         if handler.stream_unary:
@@ -164,7 +186,7 @@ class RequestObserver(grpc.ServerInterceptor):
             return handler._replace(unary_stream=self._streaming(method, request_id, handler.unary_stream))
         return handler._replace(stream_stream=self._streaming(method, request_id, handler.stream_stream))
 
-    def _unary(self, method: str, request_id: str, behavior: Callable) -> Callable:
+    def _unary(self, method: str, request_id: _RequestId, behavior: Callable) -> Callable:
         def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
             start = time.perf_counter()
             response = None
@@ -181,7 +203,7 @@ class RequestObserver(grpc.ServerInterceptor):
 
         return wrapper
 
-    def _streaming(self, method: str, request_id: str, behavior: Callable) -> Callable:
+    def _streaming(self, method: str, request_id: _RequestId, behavior: Callable) -> Callable:
         def wrapper(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             start = time.perf_counter()
             count = 0
@@ -203,7 +225,7 @@ class RequestObserver(grpc.ServerInterceptor):
     def _done(
         self,
         method: str,
-        request_id: str,
+        request_id: _RequestId,
         context: grpc.ServicerContext,
         start: float,
         request: Any,
@@ -216,11 +238,13 @@ class RequestObserver(grpc.ServerInterceptor):
         self._metrics.observe_rpc(method, code, seconds)
         if code is grpc.StatusCode.OK and response is not None:
             self._metrics.observe_result(method, request, response)
+        if not log.isEnabledFor(logging.INFO):
+            return
         fields: dict[str, Any] = {
             "method": method,
             "code": code.name,
             "duration_ms": round(seconds * 1000, 3),
-            "request_id": request_id,
+            "request_id": request_id.value(),
             **extra,
         }
         matches = getattr(response, "matches", None)
@@ -228,6 +252,25 @@ class RequestObserver(grpc.ServerInterceptor):
             fields["matches"] = len(matches)
             fields["lists_matched"] = len({m.list_name for m in matches})
         log.info("request", extra={"fields": fields})
+
+
+class _RequestId:
+    """The caller's x-request-id (cut to 128 characters), else a random one, made when first asked."""
+
+    __slots__ = ("_metadata", "_value")
+
+    def __init__(self, metadata: Any) -> None:
+        self._metadata = metadata
+        self._value: str | None = None
+
+    def value(self) -> str:
+        if self._value is None:
+            given = ""
+            for key, value in self._metadata or ():
+                if key == "x-request-id":
+                    given = value  # the last one, if sent several times
+            self._value = str(given)[:128] or uuid.uuid4().hex[:16]
+        return self._value
 
 
 def _code_of(context: grpc.ServicerContext, failed: bool) -> grpc.StatusCode:
@@ -243,9 +286,17 @@ class JsonFormatter(logging.Formatter):
 
     converter = time.gmtime
 
+    def __init__(self) -> None:
+        super().__init__()
+        # One line a request: the date and time to the second are formatted once a second.
+        self._second: tuple[int, str] = (-1, "")
+
     def format(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        if self._second[0] != second:
+            self._second = (second, self.formatTime(record, "%Y-%m-%dT%H:%M:%S"))
         line: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "time": f"{self._second[1]}.{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
