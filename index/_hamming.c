@@ -171,14 +171,29 @@ static void choose_scan(void) {
 #endif
 }
 
-static int get_words(PyObject *object, Py_buffer *view, const char *what) {
+/* A C-contiguous buffer of whole items of ``itemsize`` bytes (ValueError naming ``what`` and the
+   ``items`` it should hold if not). */
+static int get_buffer(PyObject *object, Py_buffer *view, Py_ssize_t itemsize, const char *what, const char *items) {
     if (PyObject_GetBuffer(object, view, PyBUF_C_CONTIGUOUS) < 0) return -1;
-    if (view->len % 8 != 0) {
-        PyErr_Format(PyExc_ValueError, "%s: %zd bytes is not a whole number of 64-bit codes", what, view->len);
+    if (view->len % itemsize != 0) {
+        PyErr_Format(PyExc_ValueError, "%s: %zd bytes is not a whole number of %s", what, view->len, items);
         PyBuffer_Release(view);
         return -1;
     }
     return 0;
+}
+
+/* The hits as (query_index, position, distance): bytes of int64, int64, int32; frees the hits.
+   Py_BuildValue makes None of a NULL buffer: no hits must still give three empty bytes. */
+static PyObject *hits_result(Hits *hits) {
+    static const char nothing[1] = {0};
+    PyObject *result = Py_BuildValue(
+        "(y#y#y#)",
+        hits->size ? (const char *)hits->query : nothing, hits->size * (Py_ssize_t)sizeof(int64_t),
+        hits->size ? (const char *)hits->position : nothing, hits->size * (Py_ssize_t)sizeof(int64_t),
+        hits->size ? (const char *)hits->distance : nothing, hits->size * (Py_ssize_t)sizeof(int32_t));
+    hits_free(hits);
+    return result;
 }
 
 static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
@@ -187,8 +202,8 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOi", &codes_obj, &queries_obj, &radius)) return NULL;
     if (radius < 0 || radius > 64) return PyErr_Format(PyExc_ValueError, "radius %d is outside 0..64", radius);
     Py_buffer codes, queries;
-    if (get_words(codes_obj, &codes, "codes") < 0) return NULL;
-    if (get_words(queries_obj, &queries, "queries") < 0) {
+    if (get_buffer(codes_obj, &codes, 8, "codes", "64-bit codes") < 0) return NULL;
+    if (get_buffer(queries_obj, &queries, 8, "queries", "64-bit codes") < 0) {
         PyBuffer_Release(&codes);
         return NULL;
     }
@@ -209,15 +224,7 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
         hits_free(&hits);
         return PyErr_NoMemory();
     }
-    /* Py_BuildValue makes None of a NULL buffer: no hits must still give three empty bytes. */
-    static const char nothing[1] = {0};
-    PyObject *result = Py_BuildValue(
-        "(y#y#y#)",
-        hits.size ? (const char *)hits.query : nothing, hits.size * (Py_ssize_t)sizeof(int64_t),
-        hits.size ? (const char *)hits.position : nothing, hits.size * (Py_ssize_t)sizeof(int64_t),
-        hits.size ? (const char *)hits.distance : nothing, hits.size * (Py_ssize_t)sizeof(int32_t));
-    hits_free(&hits);
-    return result;
+    return hits_result(&hits);
 }
 
 /* probe(codes, words, offsets, perm, keys, perm_starts, queries, radius) -> like scan's result.
@@ -256,6 +263,20 @@ static inline int probe_all(const uint64_t *codes, Py_ssize_t n, int words, cons
     return 0;
 }
 
+typedef int (*probe_fn)(const uint64_t *, Py_ssize_t, int, const uint32_t *, Py_ssize_t, const uint32_t *,
+                        Py_ssize_t, const int64_t *, Py_ssize_t, const int64_t *, Py_ssize_t, const uint64_t *, int,
+                        Hits *);
+
+static int probe_portable(const uint64_t *codes, Py_ssize_t n, int words, const uint32_t *offsets,
+                          Py_ssize_t n_offsets, const uint32_t *perm, Py_ssize_t n_perm, const int64_t *keys,
+                          Py_ssize_t n_keys, const int64_t *starts, Py_ssize_t p, const uint64_t *queries,
+                          int radius, Hits *hits) {
+    return probe_all(codes, n, words, offsets, n_offsets, perm, n_perm, keys, n_keys, starts, p, queries, radius, hits);
+}
+
+/* Chosen once, at import (choose_probe), like the scan. */
+static probe_fn chosen_probe = probe_portable;
+
 #ifdef HM_X86
 __attribute__((target("popcnt")))
 static int probe_all_popcnt(const uint64_t *codes, Py_ssize_t n, int words, const uint32_t *offsets,
@@ -266,14 +287,11 @@ static int probe_all_popcnt(const uint64_t *codes, Py_ssize_t n, int words, cons
 }
 #endif
 
-static int get_buffer(PyObject *object, Py_buffer *view, Py_ssize_t itemsize, const char *what) {
-    if (PyObject_GetBuffer(object, view, PyBUF_C_CONTIGUOUS) < 0) return -1;
-    if (view->len % itemsize != 0) {
-        PyBuffer_Release(view);
-        PyErr_Format(PyExc_ValueError, "%s: %zd bytes is not a whole number of %zd-byte items", what, view->len, itemsize);
-        return -1;
-    }
-    return 0;
+static void choose_probe(void) {
+#ifdef HM_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("popcnt")) chosen_probe = probe_all_popcnt;
+#endif
 }
 
 static PyObject *probe(PyObject *Py_UNUSED(self), PyObject *args) {
@@ -286,10 +304,12 @@ static PyObject *probe(PyObject *Py_UNUSED(self), PyObject *args) {
     if (radius < 0 || radius > 64 * words) return PyErr_Format(PyExc_ValueError, "radius %d is out of range", radius);
     static const char *names[6] = {"codes", "offsets", "perm", "keys", "perm_starts", "queries"};
     static const Py_ssize_t sizes[6] = {8, 4, 4, 8, 8, 8};
+    static const char *items[6] = {"codes of the given words", "32-bit offsets", "32-bit positions",
+                                   "64-bit keys", "64-bit starts", "codes of the given words"};
     Py_buffer views[6];
     for (int i = 0; i < 6; i++) {
         Py_ssize_t itemsize = (i == 0 || i == 5) ? 8 * (Py_ssize_t)words : sizes[i];
-        if (get_buffer(objects[i], &views[i], itemsize, names[i]) < 0) {
+        if (get_buffer(objects[i], &views[i], itemsize, names[i], items[i]) < 0) {
             for (int j = 0; j < i; j++) PyBuffer_Release(&views[j]);
             return NULL;
         }
@@ -302,15 +322,8 @@ static PyObject *probe(PyObject *Py_UNUSED(self), PyObject *args) {
         status = -3;
     } else if (n_keys) {
         Py_BEGIN_ALLOW_THREADS
-#ifdef HM_X86
-        __builtin_cpu_init();
-        if (__builtin_cpu_supports("popcnt"))
-            status = probe_all_popcnt(views[0].buf, n, words, views[1].buf, n_offsets, views[2].buf, n_perm,
-                                      views[3].buf, n_keys, views[4].buf, p, views[5].buf, radius, &hits);
-        else
-#endif
-            status = probe_all(views[0].buf, n, words, views[1].buf, n_offsets, views[2].buf, n_perm,
-                               views[3].buf, n_keys, views[4].buf, p, views[5].buf, radius, &hits);
+        status = chosen_probe(views[0].buf, n, words, views[1].buf, n_offsets, views[2].buf, n_perm,
+                              views[3].buf, n_keys, views[4].buf, p, views[5].buf, radius, &hits);
         Py_END_ALLOW_THREADS
     }
     for (int i = 0; i < 6; i++) PyBuffer_Release(&views[i]);
@@ -324,14 +337,7 @@ static PyObject *probe(PyObject *Py_UNUSED(self), PyObject *args) {
         hits_free(&hits);
         return PyErr_NoMemory();
     }
-    static const char nothing[1] = {0};
-    PyObject *result = Py_BuildValue(
-        "(y#y#y#)",
-        hits.size ? (const char *)hits.query : nothing, hits.size * (Py_ssize_t)sizeof(int64_t),
-        hits.size ? (const char *)hits.position : nothing, hits.size * (Py_ssize_t)sizeof(int64_t),
-        hits.size ? (const char *)hits.distance : nothing, hits.size * (Py_ssize_t)sizeof(int32_t));
-    hits_free(&hits);
-    return result;
+    return hits_result(&hits);
 }
 
 static PyObject *kernel(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused)) {
@@ -351,5 +357,6 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_hamming", NULL, -1,
 
 PyMODINIT_FUNC PyInit__hamming(void) {
     choose_scan();
+    choose_probe();
     return PyModule_Create(&module);
 }

@@ -21,7 +21,6 @@ import logging
 import threading
 import time
 from collections import Counter, OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Iterator, Mapping, Sequence
 
@@ -45,7 +44,14 @@ from .store import (
     _entry_arrays,
     _entry_rows,
     _list_info,
+    _BULK_ROWS,
+    _assemble_runs,
+    _halves,
     _plan_upload,
+    _read_in_halves,
+    _Run,
+    _Runs,
+    _runs_of,
     _stored,
     _utc,
 )
@@ -167,16 +173,6 @@ class _Connection:
             self._conn = None
 
 
-# Rows per aggregated read: a few MB per value, ~150 round trips at 10M.
-_BULK_ROWS = 65536
-# A table with more rows than this is read in two halves at once, the upper half on a second
-# connection in the same snapshot: each half keeps one server process busy (about as many as
-# the two cores this is measured on).
-_SPLIT_READ_ROWS = 1_000_000
-
-_Runs = tuple[list[bytes], list[bytes], list[bytes]]  # hashes, row ids, list ids
-
-
 def _bulk_entry_arrays(db: psycopg.Connection, generation: int, url: str | None = None) -> dict[Algorithm, EntryArrays] | None:
     """Every entry as arrays per algorithm, read without a Python object per row (None: something
     is not in the expected shape, and the caller reads row by row).
@@ -184,9 +180,8 @@ def _bulk_entry_arrays(db: psycopg.Connection, generation: int, url: str | None 
     Row by row, psycopg made a Python tuple per row (and COPY, a message per row: ~1 us each in
     psycopg's loop). Here PostgreSQL joins each run of rows of one algorithm into three byteas:
     the hashes, and the row ids and list ids each as 8-byte big-endian integers (int8send, the
-    binary wire form of a bigint), so numpy reads them straight. The aggregates of one SELECT step
-    over the same rows in the same order, so the i-th id, list id and hash belong to one row; each
-    run's sizes are checked against its row count, and the rows read against the table's.
+    binary wire form of a bigint), so numpy reads them straight. The runs, their checks and the
+    halves are the SQLite store's (store._runs_of, _read_in_halves, _assemble_runs).
 
     ``db`` is in a REPEATABLE READ transaction. With ``url``, a large table's upper half is read
     meanwhile on a second connection that imports ``db``'s snapshot (pg_export_snapshot), so both
@@ -198,12 +193,8 @@ def _bulk_entry_arrays(db: psycopg.Connection, generation: int, url: str | None 
     total, low, high = db.execute("SELECT count(*), min(id), max(id) FROM entries").fetchone()
     if not total:
         return {}
-    ranges = [(low, high)]
-    snapshot = None
-    if url is not None and total > _SPLIT_READ_ROWS and high > low:
-        middle = low + (high - low) // 2
-        ranges = [(low, middle), (middle + 1, high)]
-        snapshot = db.execute("SELECT pg_export_snapshot()").fetchone()[0]
+    ranges = _halves(total, low, high) if url is not None else [(low, high)]
+    snapshot = db.execute("SELECT pg_export_snapshot()").fetchone()[0] if len(ranges) > 1 else None
 
     def read_range(conn: psycopg.Connection, lo: int, hi: int) -> list[_Runs | None]:
         return [_read_runs(conn, algorithm, lo, hi) for algorithm in algorithms]
@@ -218,33 +209,8 @@ def _bulk_entry_arrays(db: psycopg.Connection, generation: int, url: str | None 
             log.info("reading the entries on a second connection failed (%s): reading them on one", _first_line(exc))
             return None
 
-    parts: list[list[_Runs | None]] = []
-    if len(ranges) == 1:
-        parts.append(read_range(db, low, high))
-    else:
-        with ThreadPoolExecutor(1, thread_name_prefix="store-scan") as pool:
-            upper = pool.submit(read_elsewhere, *ranges[1])
-            parts.append(read_range(db, *ranges[0]))
-            parts.append(upper.result() or read_range(db, *ranges[1]))
-    out, read = {}, 0
-    for k, algorithm in enumerate(algorithms):
-        runs = [part[k] for part in parts]
-        if any(run is None for run in runs):
-            return None
-        blobs = [blob for run in runs for blob in run[0]]  # type: ignore[index]
-        if not blobs:
-            continue
-        row_ids = np.frombuffer(b"".join(b for run in runs for b in run[1]), ">i8").astype(np.int64)  # type: ignore[index]
-        list_ids = np.frombuffer(b"".join(b for run in runs for b in run[2]), ">i8").astype(np.int64)  # type: ignore[index]
-        values = np.frombuffer(b"".join(blobs), np.uint8).reshape(len(row_ids), algorithm.spec.nbytes)
-        if np.any(row_ids[1:] <= row_ids[:-1]):  # a run came out of id order: put it back
-            order = np.argsort(row_ids, kind="stable")
-            row_ids, list_ids, values = row_ids[order], list_ids[order], values[order]
-        read += len(row_ids)
-        out[algorithm] = EntryArrays(row_ids, list_ids, values, generation)
-    if read != total:
-        return None  # rows of an algorithm the counts table does not name
-    return out
+    parts = _read_in_halves(ranges, lambda lo, hi: read_range(db, lo, hi), read_elsewhere)
+    return _assemble_runs(algorithms, parts, total, generation)
 
 
 def _read_runs(db: psycopg.Connection, algorithm: Algorithm, low: int, high: int) -> _Runs | None:
@@ -252,25 +218,20 @@ def _read_runs(db: psycopg.Connection, algorithm: Algorithm, low: int, high: int
     sql = ("SELECT count(*), max(id), string_agg(hash, ''::bytea), string_agg(int8send(id), ''::bytea), "
            "string_agg(int8send(list_id), ''::bytea) FROM (SELECT id, list_id, hash FROM entries "
            "WHERE algorithm = %s AND id >= %s AND id <= %s ORDER BY id LIMIT %s) AS run")
-    nbytes = algorithm.spec.nbytes
-    blobs: list[bytes] = []
-    row_blobs: list[bytes] = []
-    list_blobs: list[bytes] = []
-    start = low
-    while start <= high:
-        count, top, hashes, row_ids, list_ids = db.execute(sql, (algorithm.value, start, high, _BULK_ROWS),
-                                                           binary=True).fetchone()
-        if not count:
-            break
-        if len(hashes) != count * nbytes or len(row_ids) != count * 8 or len(list_ids) != count * 8:
-            return None
-        blobs.append(hashes)
-        row_blobs.append(row_ids)
-        list_blobs.append(list_ids)
-        if top >= high:
-            break
-        start = top + 1
-    return blobs, row_blobs, list_blobs
+
+    def fetch(start: int) -> _Run:
+        count, top, hashes, row_ids, list_ids = db.execute(
+            sql, (algorithm.value, start, high, _BULK_ROWS), binary=True).fetchone()
+        return count, top, hashes, _big_endian_ids(row_ids), _big_endian_ids(list_ids)
+
+    return _runs_of(fetch, algorithm.spec.nbytes, low, high)
+
+
+def _big_endian_ids(data: bytes | None) -> np.ndarray | None:
+    """int8send's 8-byte big-endian integers -> int64 (None: no data, or not whole integers)."""
+    if data is None or len(data) % 8:
+        return None
+    return np.frombuffer(data, ">i8").astype(np.int64)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -745,11 +745,11 @@ def _or(given: str | None, kept: str | None) -> str | None:
     return kept if given is None else given
 
 
-def _new_entry_ids(count: int) -> Iterator[str]:
+def _new_entry_ids(count: int) -> list[str]:
     # Random, so an id never reveals the listed hash to a client that only matches. One call
     # to the system's generator for the whole upload: per-id calls cost seconds at 100k.
-    pool = secrets.token_bytes(8 * count)
-    return (pool[i : i + 8].hex() for i in range(0, 8 * count, 8))
+    pool = secrets.token_bytes(8 * count).hex()
+    return [pool[i : i + 16] for i in range(0, 16 * count, 16)]
 
 
 # -- the SQLite store's bulk load (add_entries) ------------------------------------------------
@@ -761,19 +761,12 @@ def _staging_rows(unique: Sequence[NewEntry]) -> list[tuple[int, int, str, bytes
     and source ("" where none was given)."""
     # _value_, not .value: Enum.value is a property (~0.4 us a call: 0.1 s at 100k entries).
     keys = [(e.algorithm._value_, e.value) for e in unique]
-    fresh = _fresh_entry_ids(len(unique))
+    fresh = _new_entry_ids(len(unique))
     order = sorted(range(len(unique)), key=keys.__getitem__)
     return [
         (pos, k, keys[k][0], keys[k][1], e.entry_id, e.entry_id or fresh[k], e.label or "", e.source or "")
         for pos, (k, e) in enumerate((k, unique[k]) for k in order)
     ]
-
-
-def _fresh_entry_ids(count: int) -> list[str]:
-    # As _new_entry_ids: random (an id never reveals the listed hash), one call to the system's
-    # generator for the whole upload.
-    pool = secrets.token_bytes(8 * count).hex()
-    return [pool[i : i + 16] for i in range(0, 16 * count, 16)]
 
 
 def _inserted_ids(db: sqlite3.Connection, last: int, count: int, list_id: int) -> Sequence[int]:
@@ -809,7 +802,6 @@ def _relabelled(
         row_id = listed[position[(e.algorithm, e.value)]][1]
         out.append((StoredEntry(row_id, list_id, e.algorithm, e.value, e.entry_id, e.label or ""), e.source or ""))
     return out
-
 
 
 # -- what both stores do alike, whatever their SQL ---------------------------------------------
@@ -859,6 +851,9 @@ _BULK_ROWS = 65536
 _SPLIT_READ_ROWS = 1_000_000
 
 _Runs = tuple[list[bytes], list[np.ndarray], list[np.ndarray]]  # hashes, row ids, list ids
+# One aggregated run as a store's SQL returns it: row count, largest id, the hashes joined, and
+# the row ids and list ids already parsed (None: they did not parse).
+_Run = tuple[int, int, bytes, "np.ndarray | None", "np.ndarray | None"]
 
 
 def _bulk_entry_arrays(
@@ -871,10 +866,8 @@ def _bulk_entry_arrays(
     row (17 s at 10M). Here SQLite itself joins each run of rows of one algorithm into three
     values: the hashes into one blob (group_concat copies a blob's bytes unchanged in a UTF-8
     database; CAST keeps them a blob), the row ids and the list ids into decimal text that numpy
-    parses. The aggregates of one SELECT step over the same rows in the same order, so the i-th
-    id, list id and hash of a run belong to one row. Each run's sizes are checked against its row
-    count, and the rows read against the table's, so nothing read in a wrong shape is used.
-    (One pass per algorithm: a CASE per aggregate to split one pass measured 2-3x slower.)
+    parses. (One pass per algorithm: a CASE per aggregate to split one pass measured 2-3x slower.)
+    The shape checks and the assembly are _runs_of and _read_in_halves, shared with PostgreSQL.
 
     ``db`` is in a read transaction; with ``connect``, a large table's upper half is read at the
     same time on a second connection, used only if it sees the same entries generation (so the
@@ -889,10 +882,6 @@ def _bulk_entry_arrays(
     low, high = db.execute("SELECT min(id), max(id) FROM entries").fetchone()
     if not total:
         return {}
-    ranges = [(low, high)]
-    if connect is not None and total > _SPLIT_READ_ROWS and high > low:
-        middle = low + (high - low) // 2
-        ranges = [(low, middle), (middle + 1, high)]
 
     def read_range(conn: sqlite3.Connection, lo: int, hi: int) -> list[_Runs | None]:
         return [_read_runs(conn, algorithm, lo, hi) for algorithm in algorithms]
@@ -904,14 +893,62 @@ def _bulk_entry_arrays(
                 return None  # a write landed in between: the caller reads this range itself
             return read_range(other, lo, hi)
 
-    parts: list[list[_Runs | None]] = []
+    ranges = _halves(total, low, high) if connect is not None else [(low, high)]
+    parts = _read_in_halves(ranges, lambda lo, hi: read_range(db, lo, hi), read_elsewhere)
+    return _assemble_runs(algorithms, parts, total, generation)
+
+
+def _halves(total: int, low: int, high: int) -> list[tuple[int, int]]:
+    """The id ranges a bulk read covers: two halves for a large table (read at once on two
+    connections, each keeping a core busy), else the one range."""
+    if total > _SPLIT_READ_ROWS and high > low:
+        middle = low + (high - low) // 2
+        return [(low, middle), (middle + 1, high)]
+    return [(low, high)]
+
+
+def _read_in_halves(
+    ranges: list[tuple[int, int]],
+    read_range: Callable[[int, int], list[_Runs | None]],
+    read_elsewhere: Callable[[int, int], list[_Runs | None] | None],
+) -> list[list[_Runs | None]]:
+    """Each range's runs per algorithm: the first read here, a second one meanwhile on another
+    thread by ``read_elsewhere``, which may decline (None): then it is read here after all."""
     if len(ranges) == 1:
-        parts.append(read_range(db, low, high))
-    else:
-        with ThreadPoolExecutor(1, thread_name_prefix="store-scan") as pool:
-            upper = pool.submit(read_elsewhere, *ranges[1])
-            parts.append(read_range(db, *ranges[0]))
-            parts.append(upper.result() or read_range(db, *ranges[1]))
+        return [read_range(*ranges[0])]
+    with ThreadPoolExecutor(1, thread_name_prefix="store-scan") as pool:
+        upper = pool.submit(read_elsewhere, *ranges[1])
+        lower = read_range(*ranges[0])
+        return [lower, upper.result() or read_range(*ranges[1])]
+
+
+def _runs_of(fetch: Callable[[int], _Run], nbytes: int, low: int, high: int) -> _Runs | None:
+    """The rows with ids in [low, high], one aggregated run at a time (``fetch(first id)``), each
+    run's sizes checked against its row count (None: a run of a wrong shape)."""
+    blobs: list[bytes] = []
+    row_arrays: list[np.ndarray] = []
+    list_arrays: list[np.ndarray] = []
+    start = low
+    while start <= high:
+        count, top, hashes, rows, lists = fetch(start)
+        if not count:
+            break
+        if rows is None or lists is None or len(rows) != count or len(lists) != count or len(hashes) != count * nbytes:
+            return None
+        blobs.append(hashes)
+        row_arrays.append(rows)
+        list_arrays.append(lists)
+        if top >= high:
+            break
+        start = top + 1
+    return blobs, row_arrays, list_arrays
+
+
+def _assemble_runs(
+    algorithms: Sequence[Algorithm], parts: list[list[_Runs | None]], total: int, generation: int,
+) -> dict[Algorithm, EntryArrays] | None:
+    """The runs of every range joined into one EntryArrays per algorithm, in row id order (None:
+    a range could not be read in bulk, or the rows read are not the table's ``total``)."""
     out, read = {}, 0
     for k, algorithm in enumerate(algorithms):
         runs = [part[k] for part in parts]
@@ -923,7 +960,7 @@ def _bulk_entry_arrays(
         row_ids = np.concatenate([ids for run in runs for ids in run[1]])  # type: ignore[index]
         list_ids = np.concatenate([ids for run in runs for ids in run[2]])  # type: ignore[index]
         values = np.frombuffer(b"".join(blobs), np.uint8).reshape(len(row_ids), algorithm.spec.nbytes)
-        if np.any(row_ids[1:] <= row_ids[:-1]):  # SQLite fed a run out of id order: put it back
+        if np.any(row_ids[1:] <= row_ids[:-1]):  # a run came out of id order: put it back
             order = np.argsort(row_ids, kind="stable")
             row_ids, list_ids, values = row_ids[order], list_ids[order], values[order]
         read += len(row_ids)
@@ -937,35 +974,23 @@ def _read_runs(db: sqlite3.Connection, algorithm: Algorithm, low: int, high: int
     """The rows of one algorithm with ids in [low, high], run by run (None: a run of a wrong shape)."""
     sql = ("SELECT count(*), max(id), CAST(group_concat(hash, '') AS BLOB), group_concat(id), group_concat(list_id) "
            "FROM (SELECT id, list_id, hash FROM entries WHERE algorithm = ? AND id >= ? AND id <= ? ORDER BY id LIMIT ?)")
-    blobs: list[bytes] = []
-    row_arrays: list[np.ndarray] = []
-    list_arrays: list[np.ndarray] = []
-    start = low
-    while start <= high:
+
+    def fetch(start: int) -> _Run:
         count, top, hashes, row_ids, list_ids = db.execute(sql, (algorithm.value, start, high, _BULK_ROWS)).fetchone()
-        if not count:
-            break
-        rows, lists = _parse_ids(row_ids, count), _parse_ids(list_ids, count)
-        if rows is None or lists is None or len(hashes) != count * algorithm.spec.nbytes:
-            return None
-        blobs.append(hashes)
-        row_arrays.append(rows)
-        list_arrays.append(lists)
-        if top >= high:
-            break
-        start = top + 1
-    return blobs, row_arrays, list_arrays
+        return count, top, hashes, _parse_ids(row_ids), _parse_ids(list_ids)
+
+    return _runs_of(fetch, algorithm.spec.nbytes, low, high)
 
 
-def _parse_ids(text: str | None, count: int) -> np.ndarray | None:
-    """Comma-separated decimal integers -> int64 (None unless exactly ``count`` parsed)."""
+def _parse_ids(text: str | None) -> np.ndarray | None:
+    """Comma-separated decimal integers -> int64 (None: no text, or trailing garbage; the caller
+    checks the count)."""
     if text is None:
         return None
     try:
-        values = np.fromstring(text, dtype=np.int64, sep=",")
+        return np.fromstring(text, dtype=np.int64, sep=",")
     except ValueError:  # with warnings as errors, numpy raises on trailing garbage
         return None
-    return values if len(values) == count else None
 
 
 def _plan_upload(
@@ -1007,7 +1032,7 @@ def _plan_upload(
 def _entry_rows(list_id: int, new: Sequence[tuple[int, NewEntry]], now: float) -> list[tuple]:
     """The rows to insert for ``new``, random ids given where none was, in (algorithm, hash)
     order: the (list, algorithm, hash) index is then filled in order, not at random pages."""
-    fresh = _new_entry_ids(sum(1 for _, e in new if not e.entry_id))
+    fresh = iter(_new_entry_ids(sum(1 for _, e in new if not e.entry_id)))
     rows = [
         (list_id, e.entry_id or next(fresh), e.algorithm.value, e.value, e.label or "", e.source or "", now)
         for _, e in new

@@ -86,19 +86,13 @@ class Metrics:
             if step == "decode":
                 self.decoding.observe(seconds)
             else:
-                child = self._hashing_children.get(step)
-                if child is None:
-                    child = self._hashing_children.setdefault(step, self.hashing.labels(step))
-                child.observe(seconds)
+                _child(self._hashing_children, step, lambda: self.hashing.labels(step)).observe(seconds)
 
     def observe_rpc(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
-        children = self._rpc_children.get((method, code))
-        if children is None:
-            children = self._rpc_children.setdefault(
-                (method, code), (self.requests.labels(method, code.name), self.latency.labels(method))
-            )
-        children[0].inc()
-        children[1].observe(seconds)
+        count, latency = _child(self._rpc_children, (method, code),
+                                lambda: (self.requests.labels(method, code.name), self.latency.labels(method)))
+        count.inc()
+        latency.observe(seconds)
 
     def observe_result(self, method: str, request: Any, response: Any) -> None:
         """What a successful response says: image sizes, matches, list changes."""
@@ -112,13 +106,8 @@ class Metrics:
         if matches is not None:
             self._matched_children[len(matches) > 0].inc()
             for m in matches:
-                key = (m.list_name, m.algorithm)
-                child = self._match_children.get(key)
-                if child is None:
-                    child = self._match_children.setdefault(
-                        key, self.matches.labels(m.list_name, _ALGORITHM_NAMES.get(m.algorithm, "unknown"))
-                    )
-                child.inc()
+                _child(self._match_children, (m.list_name, m.algorithm),
+                       lambda: self.matches.labels(m.list_name, _ALGORITHM_NAMES.get(m.algorithm, "unknown"))).inc()
         if method.endswith("/UploadHashes"):
             self.loads.inc()
             self.entries_added.inc(response.added)
@@ -252,6 +241,12 @@ class RequestObserver(grpc.ServerInterceptor):
             fields["matches"] = len(matches)
             fields["lists_matched"] = len({m.list_name for m in matches})
         log.info("request", extra={"fields": fields})
+
+
+def _child(children: dict, key: Any, make: Callable[[], Any]) -> Any:
+    """The labelled child (or children) kept under ``key``, made by ``make()`` the first time."""
+    child = children.get(key)
+    return child if child is not None else children.setdefault(key, make())
 
 
 class _RequestId:

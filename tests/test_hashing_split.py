@@ -8,9 +8,11 @@ or whether a pool thread was free at all.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import threading
+from collections.abc import Iterator
 
 import imagehash
 import numpy as np
@@ -111,11 +113,9 @@ def test_large_images_equal_the_references(name: str) -> None:
         assert got.get(Algorithm.PHASH).hash.hex == str(imagehash.phash(image))
 
 
-@pytest.mark.parametrize("name", ["wide JPEG", "tall JPEG"])
-def test_same_hashes_whether_or_not_a_pool_thread_is_free(name: str) -> None:
-    """With the pool thread held busy, everything runs on the caller: the hashes do not change."""
-    data = UPLOADS[name]
-    free = hash_image(data, orientations=True)
+@contextlib.contextmanager
+def pool_held() -> Iterator[None]:
+    """Every thread of hashing's pool kept busy for the duration: work handed to it is not picked up."""
     release = threading.Event()
     started = threading.Event()
 
@@ -126,11 +126,20 @@ def test_same_hashes_whether_or_not_a_pool_thread_is_free(name: str) -> None:
     blockers = [parallel._get_pool().submit(hold) for _ in range(parallel.WORKERS)]
     try:
         assert started.wait(10)
-        busy = hash_image(data, orientations=True)
+        yield
     finally:
         release.set()
         for b in blockers:
             b.result(10)
+
+
+@pytest.mark.parametrize("name", ["wide JPEG", "tall JPEG"])
+def test_same_hashes_whether_or_not_a_pool_thread_is_free(name: str) -> None:
+    """With the pool thread held busy, everything runs on the caller: the hashes do not change."""
+    data = UPLOADS[name]
+    free = hash_image(data, orientations=True)
+    with pool_held():
+        busy = hash_image(data, orientations=True)
     assert [(r.hash, r.quality) for r in busy.results] == [(r.hash, r.quality) for r in free.results]
     assert [(v.hash, v.orientation) for v in busy.variants] == [(v.hash, v.orientation) for v in free.variants]
     assert len(free.variants) == 2 * (len(ALL_ORIENTATIONS) - 1)
@@ -139,16 +148,7 @@ def test_same_hashes_whether_or_not_a_pool_thread_is_free(name: str) -> None:
 
 
 def test_pending_runs_here_when_the_pool_is_busy_and_raises_in_order() -> None:
-    release = threading.Event()
-    started = threading.Event()
-
-    def hold() -> None:
-        started.set()
-        release.wait(30)
-
-    blockers = [parallel._get_pool().submit(hold) for _ in range(parallel.WORKERS)]
-    try:
-        assert started.wait(10)
+    with pool_held():
         ran_on: list[str] = []
         pending = parallel.Pending(lambda: ran_on.append(threading.current_thread().name) or 5)
         assert pending.result() == 5
@@ -161,10 +161,6 @@ def test_pending_runs_here_when_the_pool_is_busy_and_raises_in_order() -> None:
         failing.settle()  # runs here; the error waits for result()
         with pytest.raises(ValueError, match="from the work"):
             failing.result()
-    finally:
-        release.set()
-        for b in blockers:
-            b.result(10)
     assert _runs_on_the_pool()
 
 

@@ -77,7 +77,7 @@ def test_bulk_scan_spans_many_runs(make_store, monkeypatch, split: bool) -> None
         if module is None:
             continue
         monkeypatch.setattr(module, "_BULK_ROWS", 64)
-        monkeypatch.setattr(module, "_SPLIT_READ_ROWS", 0 if split else 10**9)
+    monkeypatch.setattr(store_module, "_SPLIT_READ_ROWS", 0 if split else 10**9)  # both stores' _halves
     store = make_store()
     fill(store, random.Random(8), 300)
     assert_same(store.scan_entries(), row_by_row(store))
