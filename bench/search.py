@@ -33,6 +33,7 @@ from hashmatch.index import CompactionPolicy, HashLists, NewEntry, SQLiteStore
 from hashmatch.index.segment import Segment
 from hashmatch.index.snapshot import read_snapshot, write_snapshot
 from hashmatch.index.view import AlgorithmIndex
+from hashmatch.server.allocator import return_large_blocks_to_the_system
 
 RADII = {Algorithm.PDQ: (31, 63), Algorithm.PHASH: (10, 6)}
 
@@ -433,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=4)
     args = parser.parse_args(argv)
     faiss.omp_set_num_threads(1)
+    # The allocator settings a server process runs with (server/allocator.py), for every structure.
+    return_large_blocks_to_the_system()
     out = [f"python bench/search.py {' '.join(sys.argv[1:] if argv is None else argv)}"]
     if args.command == "search":
         for size in args.sizes.split(","):

@@ -37,11 +37,14 @@ from .segment import Segment, with_tables
 from .view import AlgorithmIndex
 
 MAGIC = b"HMINDEX\0"
-FORMAT_VERSION = 1
+# 2: list ids may be stored as u1 or u2 (a version 1 reader would not know those dtypes).
+FORMAT_VERSION = 2
 _HEADER = struct.Struct("<8sIIQQ32s")
 _ALIGN = 64
 # Only these dtypes may appear in a snapshot.
-_DTYPES = {"u8": np.dtype("<u8"), "u4": np.dtype("<u4"), "i8": np.dtype("<i8")}
+_DTYPES = {
+    "u8": np.dtype("<u8"), "u4": np.dtype("<u4"), "u2": np.dtype("<u2"), "u1": np.dtype("u1"), "i8": np.dtype("<i8"),
+}
 _READ_CHUNK = 1 << 24
 
 
@@ -227,7 +230,7 @@ def _segment(algorithm: Algorithm, entry: dict) -> tuple[Segment, np.ndarray]:
 
     codes = get("codes", ("u8",), (n, words(spec.nbytes)))
     row_ids = get("row_ids", ("u4", "i8"), (n,))
-    list_ids = get("list_ids", ("u4", "i8"), (n,))
+    list_ids = get("list_ids", ("u1", "u2", "u4", "i8"), (n,))
     dead = get("dead", ("i8",), (len(entry["dead"]["array"]),))
     if n and np.any(row_ids[1:] < row_ids[:-1]):
         raise SnapshotError(f"{algorithm.value}: row ids out of order")

@@ -17,7 +17,11 @@ import pytest
 
 from hashmatch.hashing.algorithms import Algorithm, Hash
 from hashmatch.index import HashLists, NewEntry, SQLiteStore
-from hashmatch.index.snapshot import MAGIC
+import numpy as np
+
+from hashmatch.index.segment import Segment
+from hashmatch.index.snapshot import MAGIC, read_snapshot, write_snapshot
+from hashmatch.index.view import AlgorithmIndex
 from hashmatch.v1 import hashes_pb2, lists_pb2, lists_pb2_grpc, matcher_pb2, matcher_pb2_grpc
 
 PDQ = Algorithm.PDQ
@@ -247,6 +251,24 @@ def test_a_stale_snapshot_is_not_trusted(tmp_path: Path, caplog) -> None:
     assert any("stale" in r.getMessage() for r in caplog.records)
     assert answers(lists, queries) == {(f"e{i}", 0) for i in range(2, 400)}
     lists.close()
+
+
+@pytest.mark.parametrize("top, dtype", [(3, np.uint8), (255, np.uint8), (256, np.uint16), (70_000, np.uint32), (2**33, np.int64)])
+def test_list_ids_take_the_narrowest_type_and_survive_the_snapshot(tmp_path: Path, top: int, dtype) -> None:
+    rng = np.random.default_rng(top % 1000)
+    n = 5000
+    codes = rng.integers(0, 2**63, size=(n, 1), dtype=np.uint64)
+    list_ids = rng.integers(1, top + 1, size=n, dtype=np.int64)
+    list_ids[0] = top
+    segment = Segment.build(64, codes, np.arange(n, dtype=np.int64), list_ids)
+    assert segment.list_ids.dtype == dtype and segment.row_ids.dtype == np.uint32
+    path = tmp_path / "narrow.index"
+    write_snapshot(path, 7, {Algorithm.PHASH: AlgorithmIndex.of(Algorithm.PHASH, segment)})
+    generation, loaded = read_snapshot(path)
+    back = loaded[Algorithm.PHASH].main
+    assert generation == 7 and back.list_ids.dtype == dtype
+    assert np.array_equal(back.list_ids.astype(np.int64), list_ids)
+    assert np.array_equal(back.codes, codes)
 
 
 def test_threshold_edits_keep_the_snapshot_valid(tmp_path: Path) -> None:
