@@ -35,6 +35,12 @@ class CompactionPolicy:
     # Write the snapshot once no change has come for this long (and after every fold).
     snapshot_idle_seconds: float = 5.0
     interval_seconds: float = 1.0
+    # The store's side table of recent loads (SQLite's recent_entries, see store.py) is folded
+    # into its main table once no change has come for this long, or at once when it holds this
+    # many rows. The fold holds the store's write lock (seconds at 10M entries), so it waits for
+    # a quiet moment unless the side table has grown past the point where it saves anything.
+    store_fold_idle_seconds: float = 30.0
+    store_fold_rows: int = 500_000
 
 
 def needs_fold(index: AlgorithmIndex, policy: CompactionPolicy) -> bool:
@@ -58,6 +64,9 @@ class Compactor:
         self._written = lists.view.entries_generation if source == "snapshot" else None
         self.folds = 0
         self.snapshots = 0
+        self.store_folds = 0
+        # Until the first check: rows a previous run left in the store's side table.
+        self._store_dirty = True
         self._thread: threading.Thread | None = None
         if background:
             self._thread = threading.Thread(target=self._run, name="hashmatch-compactor", daemon=True)
@@ -66,6 +75,7 @@ class Compactor:
     def poke(self) -> None:
         """A change was published."""
         self._last_change = time.monotonic()
+        self._store_dirty = True
         self._wake.set()
 
     def request_snapshot(self) -> None:
@@ -113,6 +123,24 @@ class Compactor:
                      path, size, view.entries_generation, time.perf_counter() - started)
             return True
 
+    def fold_store(self, force: bool = False) -> int:
+        """Folds the store's recent loads into its main table (where the store has one) when the
+        policy says so, or at once with ``force``; returns how many rows moved."""
+        store = self._lists.store
+        fold = getattr(store, "fold_recent", None)
+        if fold is None or not (force or self._store_dirty):
+            return 0
+        idle = time.monotonic() - self._last_change >= self.policy.store_fold_idle_seconds
+        if not (force or idle or store.recent_rows() >= self.policy.store_fold_rows):
+            return 0
+        started = time.perf_counter()
+        self._store_dirty = False
+        moved = fold()
+        if moved:
+            self.store_folds += 1
+            log.info("folded %d recent store rows into the main table in %.2fs", moved, time.perf_counter() - started)
+        return moved
+
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()
@@ -141,5 +169,6 @@ class Compactor:
                 ):
                     del view
                     self.snapshot()
+                self.fold_store()
             except Exception:  # noqa: BLE001 - keep compacting later; matches are unaffected
                 log.exception("index compaction failed")

@@ -275,6 +275,11 @@ class HashLists:
         """Fold every delta into new main segments now (the compactor does this by itself)."""
         return self._compactor.compact()
 
+    def fold_store(self) -> int:
+        """Move the store's recent loads into its main table now (the compactor does this by
+        itself when the store is idle); returns how many rows moved (0 for a store without)."""
+        return self._compactor.fold_store(force=True)
+
     def write_snapshot(self) -> bool:
         """Write the snapshot of the current view now, if it is not already on disk."""
         return self._compactor.snapshot()

@@ -92,7 +92,7 @@ class Reader:
 
             def read_range(low: int, high: int) -> list[StoredEntry]:
                 return [StoredEntry(r, lst, Algorithm(a), v, e, label) for r, lst, a, v, e, label in self._db.execute(
-                    "SELECT id, list_id, algorithm, hash, entry_id, label FROM entries WHERE id BETWEEN ? AND ?",
+                    "SELECT id, list_id, algorithm, hash, entry_id, label FROM all_entries WHERE id BETWEEN ? AND ?",
                     (low, high),
                 )]
 
@@ -108,7 +108,7 @@ class Reader:
                 chunk = row_ids[at : at + 500]
                 marks = ",".join("?" * len(chunk))
                 for row_id, entry_id, label in self._db.execute(
-                    f"SELECT id, entry_id, label FROM entries WHERE id IN ({marks})", chunk
+                    f"SELECT id, entry_id, label FROM all_entries WHERE id IN ({marks})", chunk
                 ):
                     out[row_id] = (entry_id, label)
         return out
@@ -278,7 +278,32 @@ CREATE TABLE IF NOT EXISTS changes (
 );
 """
 _SCHEMA += _CHANGES
-_SCHEMA_VERSION = 5
+# Loads insert here, not into entries (schema 6). A load of 100k random hashes into entries at
+# 10M rows touches most leaf pages of its two unique indexes, whose keys (hashes, random ids)
+# are random: ~70k pages rewritten and ~330 MB of WAL per commit. The same rows go into this
+# small table's indexes in a few thousand pages; fold_recent moves them into entries later, in
+# the background and in bulk, where one pass over those pages serves many loads. Every read
+# goes through all_entries; a row is in exactly one of the two tables, under the same id.
+_RECENT = """
+CREATE TABLE IF NOT EXISTS recent_entries (
+    id        INTEGER PRIMARY KEY,
+    list_id   INTEGER NOT NULL REFERENCES lists(id) ON DELETE CASCADE,
+    entry_id  TEXT NOT NULL,
+    algorithm TEXT NOT NULL,
+    hash      BLOB NOT NULL,
+    label     TEXT NOT NULL DEFAULT '',
+    source    TEXT NOT NULL DEFAULT '',
+    added_at  REAL NOT NULL,
+    UNIQUE (list_id, algorithm, hash),
+    UNIQUE (list_id, entry_id, algorithm)
+);
+CREATE VIEW IF NOT EXISTS all_entries AS
+    SELECT id, list_id, entry_id, algorithm, hash, label, source, added_at FROM entries
+    UNION ALL
+    SELECT id, list_id, entry_id, algorithm, hash, label, source, added_at FROM recent_entries;
+"""
+_SCHEMA += _RECENT
+_SCHEMA_VERSION = 6
 # Each step upgrades a store from the version before it.
 _MIGRATIONS = {
     2: "ALTER TABLE lists ADD COLUMN match_orientations INTEGER NOT NULL DEFAULT 1;"
@@ -287,7 +312,13 @@ _MIGRATIONS = {
     3: _AUDIT,
     4: _CONFIRMED,
     5: _CHANGES,
+    6: _RECENT,
 }
+# Both tables that hold entries, for writes by id or by list (reads use the all_entries view).
+_ENTRY_TABLES = ("entries", "recent_entries")
+# The largest row id SQLite can store; new ids are counted up from the largest in use.
+_MAX_ROW_ID = 2**63 - 1
+_WRITE_WAIT_SECONDS = 120.0
 
 
 
@@ -305,7 +336,9 @@ class SQLiteStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        # A write waits this long for another process's (a worker's) write to finish: a fold of
+        # recent_entries (fold_recent) holds the write lock for seconds at 10M entries.
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=_WRITE_WAIT_SECONDS)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -455,9 +488,10 @@ class SQLiteStore:
             list_id = self._list_row(name)[0]
             removed = tuple(
                 (Algorithm(a), row_id)
-                for row_id, a in self._db.execute("SELECT id, algorithm FROM entries WHERE list_id = ?", (list_id,))
+                for row_id, a in self._db.execute("SELECT id, algorithm FROM all_entries WHERE list_id = ?", (list_id,))
             )
-            self._db.execute("DELETE FROM entries WHERE list_id = ?", (list_id,))
+            for table in _ENTRY_TABLES:
+                self._db.execute(f"DELETE FROM {table} WHERE list_id = ?", (list_id,))
             self._db.execute("DELETE FROM lists WHERE id = ?", (list_id,))
             self._audit(actor, name, "delete", removed=len(removed))
             seq = self._bump_generation(entries=bool(removed), change=Change(removed=removed))
@@ -496,7 +530,7 @@ class SQLiteStore:
             listed: dict[int, tuple[int, int]] = {}  # k -> (pos, row id)
             by_hash: dict[int, tuple[str, str, str]] = {}
             for pos, k, row_id, entry_id, label, source in db.execute(
-                "SELECT u.pos, u.k, e.id, e.entry_id, e.label, e.source FROM upload u CROSS JOIN entries e "
+                "SELECT u.pos, u.k, e.id, e.entry_id, e.label, e.source FROM upload u CROSS JOIN all_entries e "
                 "ON e.list_id = ? AND e.algorithm = u.algorithm AND e.hash = u.hash",
                 (list_id,),
             ):
@@ -504,7 +538,7 @@ class SQLiteStore:
                 by_hash[k] = (entry_id, label, source)
             by_id = {
                 k for (k,) in db.execute(
-                    "SELECT u.k FROM upload u CROSS JOIN entries e "
+                    "SELECT u.k FROM upload u CROSS JOIN all_entries e "
                     "ON e.list_id = ? AND e.algorithm = u.algorithm AND e.entry_id = u.entry_id "
                     "WHERE u.entry_id != ''",
                     (list_id,),
@@ -516,27 +550,18 @@ class SQLiteStore:
             # Every staged entry not listed yet is new (any other would have been a problem).
             db.executemany("DELETE FROM upload WHERE pos = ?", [(pos,) for pos, _ in listed.values()])
             now = time.time()
-            last = db.execute("SELECT max(id) FROM entries").fetchone()[0] or 0
-            # OR FAIL, not the default ABORT: a statement that may abort half way makes SQLite copy
-            # every page it changes to a statement journal first, to undo just that statement
-            # (~80k pages, 0.6 s, at 10M). Nothing here needs that: any error (none is expected:
-            # the plan above left no conflict) rolls the whole transaction back.
-            db.execute(
-                "INSERT OR FAIL INTO entries (list_id, entry_id, algorithm, hash, label, source, added_at) "
-                "SELECT ?, new_id, algorithm, hash, label, source, ? FROM upload ORDER BY pos",
-                (list_id, now),
-            )
-            row_ids = _inserted_ids(db, last, len(new), list_id)
+            row_ids = self._insert_staged(list_id, len(new), now)
             fresh = [row for row in staged if row[1] not in listed]
             algorithms = {a.value: a for a in Algorithm}
             added = [StoredEntry(row_id, list_id, algorithms[algorithm], value, new_id, label)
                      for row_id, (_pos, _k, algorithm, value, _id, new_id, label, _source) in zip(row_ids, fresh)]
             self._count(list_id, Counter(row[2] for row in fresh))
             relabelled = _relabelled(list_id, unique, listed, relabel)
-            db.executemany(
-                "UPDATE entries SET label = ?, source = ? WHERE id = ?",
-                [(e.label, source, e.row_id) for e, source in relabelled],
-            )
+            for table in _ENTRY_TABLES:
+                db.executemany(
+                    f"UPDATE {table} SET label = ?, source = ? WHERE id = ?",
+                    [(e.label, source, e.row_id) for e, source in relabelled],
+                )
             relabelled = [e for e, _source in relabelled]
             db.execute("DELETE FROM upload")
             if new or relabel:
@@ -546,6 +571,61 @@ class SQLiteStore:
         outcome = UploadOutcome(received=len(entries), added=len(new), unchanged=len(entries) - len(new))
         return outcome, Change(added=tuple(added), relabelled=tuple(relabelled), seq=seq if new or relabel else 0)
 
+    def _insert_staged(self, list_id: int, count: int, now: float) -> Sequence[int]:
+        """Inserts the ``count`` rows left in the ``upload`` staging table into recent_entries,
+        with the next row ids in pos order; returns those ids. In the write's transaction."""
+        db = self._db
+        if count == 0:
+            return range(0)
+        last = db.execute(
+            "SELECT max(coalesce((SELECT max(id) FROM entries), 0), coalesce((SELECT max(id) FROM recent_entries), 0))"
+        ).fetchone()[0]
+        if last + count <= _MAX_ROW_ID:
+            # OR FAIL, not the default ABORT: a statement that may abort half way makes SQLite copy
+            # every page it changes to a statement journal first, to undo just that statement.
+            # Nothing here needs that: any error (none is expected: the plan left no conflict)
+            # rolls the whole transaction back.
+            db.execute(
+                "INSERT OR FAIL INTO recent_entries (id, list_id, entry_id, algorithm, hash, label, source, added_at) "
+                "SELECT ? + row_number() OVER (ORDER BY pos), ?, new_id, algorithm, hash, label, source, ? "
+                "FROM upload ORDER BY pos",
+                (last, list_id, now),
+            )
+            return range(last + 1, last + count + 1)
+        # Ids used up to the top: only SQLite can find unused ones (at random, in entries), and
+        # those must not collide with recent rows, so the recent rows move first.
+        self._move_recent()
+        db.execute(
+            "INSERT OR FAIL INTO entries (list_id, entry_id, algorithm, hash, label, source, added_at) "
+            "SELECT ?, new_id, algorithm, hash, label, source, ? FROM upload ORDER BY pos",
+            (list_id, now),
+        )
+        return _inserted_ids(db, last, count, list_id)
+
+    def recent_rows(self) -> int:
+        """How many entries wait in recent_entries for fold_recent."""
+        with self._lock:
+            return self._db.execute("SELECT count(*) FROM recent_entries").fetchone()[0]
+
+    def fold_recent(self) -> int:
+        """Moves every row of recent_entries into entries, ids and all, in one transaction (a
+        reader sees each row in one table or the other, never both or neither); returns how
+        many moved. The entries do not change, so neither does any generation: index views
+        and snapshots stay valid. Costs about what the loads saved, once for all of them: run
+        in the background (the compactor does, when the store is idle or the table large)."""
+        with self._lock, _foreign_keys_off(self._db), self._transaction():
+            return self._move_recent()
+
+    def _move_recent(self) -> int:
+        # In (list, algorithm, hash) order, so the large hash index takes them page by page.
+        moved = self._db.execute(
+            "INSERT OR FAIL INTO entries (id, list_id, entry_id, algorithm, hash, label, source, added_at) "
+            "SELECT id, list_id, entry_id, algorithm, hash, label, source, added_at FROM recent_entries "
+            "ORDER BY list_id, algorithm, hash"
+        ).rowcount
+        self._db.execute("DELETE FROM recent_entries")
+        return moved
+
     def remove_entries(
         self, name: str, entry_ids: Sequence[str], hashes: Sequence[Hash], actor: str = UNKNOWN_ACTOR
     ) -> tuple[int, Change]:
@@ -554,16 +634,17 @@ class SQLiteStore:
             rows: dict[int, Algorithm] = {}
             for entry_id in entry_ids:
                 for row_id, a in self._db.execute(
-                    "SELECT id, algorithm FROM entries WHERE list_id = ? AND entry_id = ?", (list_id, entry_id)
+                    "SELECT id, algorithm FROM all_entries WHERE list_id = ? AND entry_id = ?", (list_id, entry_id)
                 ):
                     rows[row_id] = Algorithm(a)
             for h in hashes:
                 for row_id, a in self._db.execute(
-                    "SELECT id, algorithm FROM entries WHERE list_id = ? AND algorithm = ? AND hash = ?",
+                    "SELECT id, algorithm FROM all_entries WHERE list_id = ? AND algorithm = ? AND hash = ?",
                     (list_id, h.algorithm.value, h.value),
                 ):
                     rows[row_id] = Algorithm(a)
-            self._db.executemany("DELETE FROM entries WHERE id = ?", [(r,) for r in rows])
+            for table in _ENTRY_TABLES:
+                self._db.executemany(f"DELETE FROM {table} WHERE id = ?", [(r,) for r in rows])
             self._count(list_id, Counter(a.value for a in rows.values()), sign=-1)
             if rows:
                 self._db.execute("UPDATE lists SET updated_at = ? WHERE id = ?", (time.time(), list_id))
@@ -582,7 +663,7 @@ class SQLiteStore:
             list_id = self._list_row(name)[0]
             for h in hashes:
                 row = self._db.execute(
-                    "SELECT entry_id FROM entries WHERE list_id = ? AND algorithm = ? AND hash = ?",
+                    "SELECT entry_id FROM all_entries WHERE list_id = ? AND algorithm = ? AND hash = ?",
                     (list_id, h.algorithm.value, h.value),
                 ).fetchone()
                 if row is not None:
@@ -591,7 +672,7 @@ class SQLiteStore:
                 held[entry_id] = {
                     Algorithm(a): value
                     for a, value in self._db.execute(
-                        "SELECT algorithm, hash FROM entries WHERE list_id = ? AND entry_id = ?", (list_id, entry_id)
+                        "SELECT algorithm, hash FROM all_entries WHERE list_id = ? AND entry_id = ?", (list_id, entry_id)
                     )
                 }
         return by_hash, held
@@ -599,7 +680,7 @@ class SQLiteStore:
     def iter_entries(self) -> Iterator[StoredEntry]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, list_id, algorithm, hash, entry_id, label FROM entries ORDER BY id"
+                "SELECT id, list_id, algorithm, hash, entry_id, label FROM all_entries ORDER BY id"
             ).fetchall()
         for row_id, list_id, algorithm, value, entry_id, label in rows:
             yield StoredEntry(row_id, list_id, Algorithm(algorithm), value, entry_id, label)
@@ -614,7 +695,7 @@ class SQLiteStore:
             generation = _entries_generation(db)
             arrays = _bulk_entry_arrays(db, generation, self._connect_reader)
             if arrays is None:  # a store _bulk_entry_arrays cannot read: row by row
-                cursor = db.execute("SELECT id, list_id, algorithm, hash FROM entries ORDER BY id")
+                cursor = db.execute("SELECT id, list_id, algorithm, hash FROM all_entries ORDER BY id")
                 arrays = _entry_arrays((row for rows in iter(lambda: cursor.fetchmany(65536), []) for row in rows),
                                        generation)
             db.execute("ROLLBACK")
@@ -880,11 +961,12 @@ def _bulk_entry_arrays(
         return None
     total = db.execute("SELECT count(*) FROM entries").fetchone()[0]
     low, high = db.execute("SELECT min(id), max(id) FROM entries").fetchone()
-    if not total:
+    recent = db.execute("SELECT count(*), min(id), max(id) FROM recent_entries").fetchone()
+    if not total and not recent[0]:
         return {}
 
-    def read_range(conn: sqlite3.Connection, lo: int, hi: int) -> list[_Runs | None]:
-        return [_read_runs(conn, algorithm, lo, hi) for algorithm in algorithms]
+    def read_range(conn: sqlite3.Connection, lo: int, hi: int, table: str = "entries") -> list[_Runs | None]:
+        return [_read_runs(conn, algorithm, lo, hi, table) for algorithm in algorithms]
 
     def read_elsewhere(lo: int, hi: int) -> list[_Runs | None] | None:
         with closing(connect()) as other:  # type: ignore[misc]
@@ -893,9 +975,13 @@ def _bulk_entry_arrays(
                 return None  # a write landed in between: the caller reads this range itself
             return read_range(other, lo, hi)
 
-    ranges = _halves(total, low, high) if connect is not None else [(low, high)]
-    parts = _read_in_halves(ranges, lambda lo, hi: read_range(db, lo, hi), read_elsewhere)
-    return _assemble_runs(algorithms, parts, total, generation)
+    parts = []
+    if total:
+        ranges = _halves(total, low, high) if connect is not None else [(low, high)]
+        parts = _read_in_halves(ranges, lambda lo, hi: read_range(db, lo, hi), read_elsewhere)
+    if recent[0]:  # the loads not folded yet (_assemble_runs puts rows back in id order)
+        parts.append(read_range(db, recent[1], recent[2], "recent_entries"))
+    return _assemble_runs(algorithms, parts, total + recent[0], generation)
 
 
 def _halves(total: int, low: int, high: int) -> list[tuple[int, int]]:
@@ -970,10 +1056,11 @@ def _assemble_runs(
     return out
 
 
-def _read_runs(db: sqlite3.Connection, algorithm: Algorithm, low: int, high: int) -> _Runs | None:
-    """The rows of one algorithm with ids in [low, high], run by run (None: a run of a wrong shape)."""
+def _read_runs(db: sqlite3.Connection, algorithm: Algorithm, low: int, high: int, table: str = "entries") -> _Runs | None:
+    """The rows of one algorithm in ``table`` with ids in [low, high], run by run (None: a run of
+    a wrong shape)."""
     sql = ("SELECT count(*), max(id), CAST(group_concat(hash, '') AS BLOB), group_concat(id), group_concat(list_id) "
-           "FROM (SELECT id, list_id, hash FROM entries WHERE algorithm = ? AND id >= ? AND id <= ? ORDER BY id LIMIT ?)")
+           f"FROM (SELECT id, list_id, hash FROM {table} WHERE algorithm = ? AND id >= ? AND id <= ? ORDER BY id LIMIT ?)")
 
     def fetch(start: int) -> _Run:
         count, top, hashes, row_ids, list_ids = db.execute(sql, (algorithm.value, start, high, _BULK_ROWS)).fetchone()

@@ -27,7 +27,7 @@ def png(seed: int, size: tuple[int, int] = (400, 300)) -> bytes:
 def stored_rows(data_dir: Path, list_name: str) -> list[tuple[str, str, bytes]]:
     with sqlite3.connect(data_dir / "hashmatch.sqlite3") as db:
         return db.execute(
-            "SELECT e.entry_id, e.algorithm, e.hash FROM entries e JOIN lists l ON l.id = e.list_id "
+            "SELECT e.entry_id, e.algorithm, e.hash FROM all_entries e JOIN lists l ON l.id = e.list_id "
             "WHERE l.name = ? ORDER BY e.algorithm", (list_name,)
         ).fetchall()
 
@@ -73,7 +73,7 @@ def test_adding_the_same_image_again_adds_nothing_and_keeps_its_id(server: Any) 
     assert [i.entry_id for i in twice_in_one.images] == [first.entry_id] * 2 and twice_in_one.added == 0
     assert listed.entry_count == len(ALL)
     with sqlite3.connect(server.data_dir / "hashmatch.sqlite3") as db:
-        assert {r[0] for r in db.execute("SELECT label FROM entries")} == {"relabelled"}
+        assert {r[0] for r in db.execute("SELECT label FROM all_entries")} == {"relabelled"}
 
 
 def test_a_reencoded_copy_of_a_listed_image_reports_the_entry_holding_its_hashes(server: Any) -> None:

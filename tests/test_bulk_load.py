@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 
 from hashmatch.hashing.algorithms import Algorithm, Hash
-from hashmatch.index import HashLists, InvalidEntry, NewEntry, SQLiteStore
+from hashmatch.index import CompactionPolicy, HashLists, InvalidEntry, NewEntry, SQLiteStore
 
 PDQ, MD5 = Algorithm.PDQ, Algorithm.MD5
 
@@ -23,7 +24,7 @@ def stored(path: Path) -> dict[int, tuple[str, bytes, str, str]]:
     db = sqlite3.connect(path)
     try:
         return {r: (a, bytes(h), e, label) for r, a, h, e, label in db.execute(
-            "SELECT id, algorithm, hash, entry_id, label FROM entries")}
+            "SELECT id, algorithm, hash, entry_id, label FROM all_entries")}
     finally:
         db.close()
 
@@ -92,4 +93,131 @@ def test_a_failed_load_leaves_nothing_and_the_next_one_works(tmp_path: Path) -> 
     assert outcome.added == 100
     hits = lists.match([Hash(PDQ, more[-1]), Hash(PDQ, first[0])]).hits
     assert sorted((h.query_index, h.distance) for h in hits if h.distance == 0) == [(0, 0), (1, 0)]
+    lists.close()
+
+
+# -- recent_entries: loads land in a small side table, folded into entries later ----------------
+
+def table_ids(path: Path) -> tuple[set[int], set[int]]:
+    db = sqlite3.connect(path)
+    try:
+        return ({r for (r,) in db.execute("SELECT id FROM entries")},
+                {r for (r,) in db.execute("SELECT id FROM recent_entries")})
+    finally:
+        db.close()
+
+
+def exact_answers(lists: HashLists, queries: list[bytes]) -> set[tuple[int, str, str]]:
+    return {(h.query_index, h.entry_id, h.label) for h in lists.match([Hash(PDQ, v) for v in queries]).hits
+            if h.distance == 0}
+
+
+def test_loads_go_to_the_side_table_and_every_operation_sees_both_tables(tmp_path: Path) -> None:
+    rng = random.Random(21)
+    path = tmp_path / "s.sqlite3"
+    lists = HashLists(SQLiteStore(path), use_snapshot=False, background=False)
+    lists.create_list("l")
+    lists.create_list("gone")
+    old, new = values(rng, PDQ, 60), values(rng, PDQ, 40)
+    lists.add_entries("l", [NewEntry(PDQ, v, entry_id=f"old{i}", label="o") for i, v in enumerate(old)])
+    lists.add_entries("gone", [NewEntry(PDQ, v) for v in values(rng, PDQ, 5)])
+    main, recent = table_ids(path)
+    assert main == set() and len(recent) == 65
+    assert lists.fold_store() == 65
+    lists.add_entries("l", [NewEntry(PDQ, v, entry_id=f"new{i}", label="n") for i, v in enumerate(new)])
+    lists.add_entries("gone", [NewEntry(PDQ, v) for v in values(rng, PDQ, 5)])
+    main, recent = table_ids(path)
+    assert len(main) == 65 and len(recent) == 45 and not main & recent
+    assert min(recent) > max(main)  # new ids count up past every id in use
+    # Reloading rows of either table is idempotent; a conflicting id is found in either.
+    outcome, _ = lists.add_entries("l", [NewEntry(PDQ, old[0], entry_id="old0"), NewEntry(PDQ, new[0], entry_id="new0")])
+    assert (outcome.added, outcome.unchanged) == (0, 2)
+    for listed_id in ("old1", "new1"):
+        with pytest.raises(InvalidEntry, match="already has a different PDQ hash"):
+            lists.add_entries("l", [NewEntry(PDQ, values(rng, PDQ, 1)[0], entry_id=listed_id)])
+    # Relabels and removals, by id and by hash, reach rows in both tables.
+    lists.add_entries("l", [NewEntry(PDQ, old[2], label="o2"), NewEntry(PDQ, new[2], label="n2")])
+    assert lists.remove_entries("l", entry_ids=["old3", "new3"]) == 2
+    assert lists.remove_entries("l", hashes=[Hash(PDQ, old[4]), Hash(PDQ, new[4])]) == 2
+    by_hash, held = lists.store.lookup_entries("l", [Hash(PDQ, old[5]), Hash(PDQ, new[5])])
+    assert set(by_hash.values()) == {"old5", "new5"} and held["new5"] == {PDQ: new[5]}
+    assert lists.delete_list("gone") == 10
+    expected = ({(i, f"old{i}", "o2" if i == 2 else "o") for i in range(60) if i not in (3, 4)}
+                | {(60 + i, f"new{i}", "n2" if i == 2 else "n") for i in range(40) if i not in (3, 4)})
+    assert exact_answers(lists, old + new) == expected
+    generation = lists.store.entries_generation()
+    lists.close()
+    # A fresh start reads both tables; the fold moves every row, ids and all, and changes no
+    # generation, so what matches is the same before and after it.
+    lists = HashLists(SQLiteStore(path), use_snapshot=False, background=False)
+    assert exact_answers(lists, old + new) == expected
+    before = table_ids(path)
+    assert lists.fold_store() == 38 and lists.fold_store() == 0
+    assert table_ids(path) == (before[0] | before[1], set())
+    assert lists.store.entries_generation() == generation
+    assert exact_answers(lists, old + new) == expected
+    lists.close()
+    lists = HashLists(SQLiteStore(path), use_snapshot=False, background=False)
+    assert exact_answers(lists, old + new) == expected
+    lists.close()
+
+
+def test_a_snapshot_stays_valid_across_a_fold(tmp_path: Path) -> None:
+    rng = random.Random(22)
+    path = tmp_path / "s.sqlite3"
+    lists = HashLists(SQLiteStore(path), background=False)
+    lists.create_list("l")
+    listed = values(rng, PDQ, 50)
+    lists.add_entries("l", [NewEntry(PDQ, v, entry_id=f"e{i}") for i, v in enumerate(listed)])
+    lists.close()  # writes the snapshot
+    lists = HashLists(SQLiteStore(path), background=False)
+    assert lists.startup["source"] == "snapshot"
+    assert lists.fold_store() == 50
+    lists.close()
+    lists = HashLists(SQLiteStore(path), background=False)
+    assert lists.startup["source"] == "snapshot"
+    assert {h.entry_id for h in lists.match([Hash(PDQ, v) for v in listed]).hits} == {f"e{i}" for i in range(50)}
+    lists.close()
+
+
+@pytest.mark.parametrize("trigger", ["idle", "size"])
+def test_the_compactor_folds_the_side_table_when_idle_or_large(tmp_path: Path, trigger: str) -> None:
+    policy = (CompactionPolicy(store_fold_idle_seconds=0.3, interval_seconds=0.05) if trigger == "idle"
+              else CompactionPolicy(store_fold_idle_seconds=3600, store_fold_rows=100, interval_seconds=0.05))
+    rng = random.Random(23)
+    path = tmp_path / "s.sqlite3"
+    lists = HashLists(SQLiteStore(path), policy=policy, use_snapshot=False)
+    lists.create_list("l")
+    lists.add_entries("l", [NewEntry(PDQ, v) for v in values(rng, PDQ, 60)])
+    if trigger == "size":
+        time.sleep(0.5)  # under the size, far from idle long enough: nothing moves
+        assert lists.store.recent_rows() == 60
+        lists.add_entries("l", [NewEntry(PDQ, v) for v in values(rng, PDQ, 60)])
+    deadline = time.monotonic() + 10
+    while lists.store.recent_rows() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert lists.store.recent_rows() == 0
+    assert len(table_ids(path)[0]) == (60 if trigger == "idle" else 120)
+    lists.close()
+
+
+def test_a_store_of_schema_5_gains_the_side_table(tmp_path: Path) -> None:
+    rng = random.Random(24)
+    path = tmp_path / "s.sqlite3"
+    lists = HashLists(SQLiteStore(path), use_snapshot=False, background=False)
+    lists.create_list("l")
+    listed = values(rng, PDQ, 20)
+    lists.add_entries("l", [NewEntry(PDQ, v, entry_id=f"e{i}") for i, v in enumerate(listed)])
+    lists.fold_store()
+    lists.close()
+    with sqlite3.connect(path) as db:  # as schema 5 left a store: no side table, no view
+        db.execute("DROP VIEW all_entries")
+        db.execute("DROP TABLE recent_entries")
+        db.execute("PRAGMA user_version=5")
+    lists = HashLists(SQLiteStore(path), use_snapshot=False, background=False)
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 6
+    more = values(rng, PDQ, 5)
+    lists.add_entries("l", [NewEntry(PDQ, v) for v in more])
+    assert len({h.query_index for h in lists.match([Hash(PDQ, v) for v in listed + more]).hits}) == 25
     lists.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, AsyncIterator
 
 import grpc
@@ -170,5 +171,75 @@ def test_end_to_end_async(server: Any, known: list[KnownImage], unrelated: list[
                     yield request
 
             check_stream([r async for r in c.match_image_stream(produce())], requests, known)
+
+    asyncio.run(story())
+
+
+def test_end_to_end_on_real_photos_through_the_cli_and_the_async_sdk(
+    server: Any, shared_dir: Path, tmp_path: Path
+) -> None:
+    """Real photos (../shared/photos): the CLI hashes some, a CSV of their PDQ and pHash is loaded
+    with the CLI, and resized, re-encoded copies are found (CLI, sync and async SDK) while
+    unrelated photos are not."""
+    import csv
+    import io
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    photos = sorted(p for p in (shared_dir / "photos").iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
+    assert len(photos) >= 8, "../shared/photos holds too few photos"
+    listed, unrelated = photos[0:8:2], photos[1:8:2]
+    script = Path(sys.executable).parent / "hashmatch"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "hashmatch.client.cli"]
+    env = {**os.environ, "HASHMATCH_SERVER": server.address}
+
+    def cli(*args: str) -> str:
+        done = subprocess.run([*command, *args], capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, f"hashmatch {' '.join(args)} exited {done.returncode}: {done.stderr}"
+        return done.stdout
+
+    hashed = json.loads(cli("--json", "hash", *map(str, listed), "-a", "pdq,phash"))
+    csv_file = tmp_path / "photos.csv"
+    with csv_file.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["hash", "algorithm", "label", "id"])
+        for path, item in zip(listed, hashed):
+            for h in item["hashes"]:
+                writer.writerow([h["value"], h["algorithm"], "real", path.stem])
+    cli("lists", "create", "photos")
+    loaded = json.loads(cli("--json", "lists", "load", "photos", str(csv_file)))
+    assert (loaded["received"], loaded["added"]) == (8, 8)
+
+    copies = {}
+    for path in listed + unrelated:
+        with Image.open(path) as image:
+            picture = image.convert("RGB")
+        picture = picture.resize((picture.width * 2 // 3, picture.height * 2 // 3), Image.Resampling.LANCZOS)
+        out = io.BytesIO()
+        picture.save(out, "JPEG", quality=75)
+        copies[path] = tmp_path / f"copy-{path.stem}.jpg"
+        copies[path].write_bytes(out.getvalue())
+
+    found = json.loads(cli("--json", "match", *(str(copies[p]) for p in listed + unrelated)))
+    for path, item in zip(listed + unrelated, found):
+        ids = {m["entry_id"] for m in item["matches"]}
+        assert ids == ({path.stem} if path in listed else set()), (path.name, item["matches"])
+
+    with Client(server.address) as c:
+        for path in listed + unrelated:
+            ids = {m.entry_id for m in c.match_image(copies[path]).matches}
+            assert ids == ({path.stem} if path in listed else set()), path.name
+
+    async def story() -> None:
+        async with AsyncClient(server.address) as c:
+            results = await asyncio.gather(*(c.match_image(copies[p]) for p in listed + unrelated))
+            for path, result in zip(listed + unrelated, results):
+                ids = {m.entry_id for m in result.matches}
+                assert ids == ({path.stem} if path in listed else set()), path.name
+                assert all(m.label == "real" and m.distance <= m.threshold for m in result.matches)
 
     asyncio.run(story())

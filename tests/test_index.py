@@ -79,9 +79,13 @@ def test_matches_equal_brute_force_on_random_and_clustered_lists(lists: HashList
     # The same hash in two lists: both must match.
     shared = listed[0]
     lists.add_entries("list-1", [NewEntry(shared[0], shared[1], label="dup")])
+    # A list of one hash.
+    lone = (PDQ, random_value(rng, PDQ))
+    lists.create_list("solo", thresholds={PDQ: rng.randint(0, 64)})
+    lists.add_entries("solo", [NewEntry(*lone, label="solo")])
 
     queries: list[Hash] = []
-    for algorithm, value in rng.sample(listed, 25):
+    for algorithm, value in [shared, lone, *rng.sample(listed, 25)]:
         top = 66 if algorithm is PDQ else 18
         for d in range(0, top):
             queries.append(Hash(algorithm, flip(rng, value, d)))
@@ -90,6 +94,9 @@ def test_matches_equal_brute_force_on_random_and_clustered_lists(lists: HashList
     expected = brute_force(lists, queries)
     assert expected, "the test must produce matches to compare"
     assert as_set(lists.match_hits(queries)) == expected
+    # Query 0 is the duplicated hash itself: found in both lists; the lone hash is found too.
+    assert {"list-0", "list-1"} <= {e[0] for e in expected if e[6] == 0}
+    assert any(e[0] == "solo" for e in expected)
     # Restricting to one list equals the brute force over that list only.
     assert as_set(lists.match_hits(queries, ["list-1"])) == brute_force(lists, queries, {"list-1"})
 

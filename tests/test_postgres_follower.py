@@ -139,7 +139,7 @@ def test_a_sqlite_store_from_before_the_feed_is_upgraded(tmp_path: Path) -> None
     writer = HashLists(SQLiteStore(path), background=False, use_snapshot=False)
     follower = HashLists(SQLiteStore(path), background=False, use_snapshot=False)
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 5
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 6
     writer.add_entries("l", [NewEntry(PDQ, values[0], label="new label")])
     writer.remove_entries("l", entry_ids=["e1"])
     assert follower.sync() == 2
