@@ -98,8 +98,9 @@ class InvalidKeySpec(ApiKeyError, ValueError):
 
 class KeyNotFound(ApiKeyError):
     def __init__(self, selector: str) -> None:
-        super().__init__(f"no API key has the id or name {selector!r}")
-        self.selector = selector
+        # A whole key given as the selector (a leaked key pasted to revoke it) is never echoed.
+        super().__init__(f"no API key has the id or name {redact_keys(selector)!r}")
+        self.selector = redact_keys(selector)
 
 
 class KeyNameTaken(ApiKeyError):
@@ -141,6 +142,15 @@ class NewKey:
 
     info: ApiKeyInfo
     secret: str
+
+
+# A whole key anywhere in a text: what redact_keys() hides before the text reaches a log or a reply.
+_KEY_IN_TEXT = re.compile(rf"hm_([0-9a-f]{{{_ID_HEX}}})_[0-9a-f]{{{_SECRET_BYTES * 2}}}", re.IGNORECASE)
+
+
+def redact_keys(text: str) -> str:
+    """``text`` with the secret of any whole API key in it replaced (the public id stays)."""
+    return _KEY_IN_TEXT.sub(lambda found: f"hm_{found.group(1)}_<secret hidden>", text)
 
 
 def parse_key(token: str) -> tuple[str, str] | None:
@@ -286,7 +296,11 @@ class KeyStore:
         return info
 
     def get(self, selector: str) -> ApiKeyInfo:
-        """A key by id, or the active key of that name (else the latest of that name)."""
+        """A key by id, or the active key of that name (else the latest of that name); a whole
+        key (``hm_<id>_<secret>``, e.g. a leaked one pasted to revoke it) names the key of its id."""
+        parsed = parse_key(selector.strip())
+        if parsed is not None:
+            selector = parsed[0]
         with self._lock:
             row = self._db.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE key_id = ?", (selector,)).fetchone()
             if row is None:

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import grpc
 
 from hashmatch.index.errors import StoreUnavailable
-from hashmatch.index.keys import ROLES, AuthenticationFailed, KeyStore
+from hashmatch.index.keys import ROLES, AuthenticationFailed, KeyStore, redact_keys
 
 from .handlers import Release, gated, refuse, refusing, split_method
 from .tls import peer_identities
@@ -288,6 +288,7 @@ def _target_of(message: Any) -> str:
     for field in ("list_name", "name", "key"):
         value = getattr(message, field, "")
         if isinstance(value, str) and value:
-            # Names are validated elsewhere; cut here so a hostile one cannot flood the log.
-            return value[:128]
+            # Names are validated elsewhere; cut here so a hostile one cannot flood the log. A
+            # whole API key (RevokeKey given a leaked key itself) never reaches the audit log.
+            return redact_keys(value[:256])[:128]
     return ""

@@ -256,6 +256,22 @@ def test_cli_keys_offline_while_the_server_runs_and_online(
     assert code == 1 and "UNAUTHENTICATED" in err
 
 
+def test_cli_takes_the_key_from_the_environment_or_an_argument(
+    secure: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = admin_key(secure.data_dir)
+    monkeypatch.setenv("HASHMATCH_API_KEY", key)
+    assert cli_main(["--server", secure.address, "--json", "keys", "ls"]) == 0
+    assert [k["name"] for k in json.loads(capsys.readouterr().out)] == ["admin"]
+    # An argument wins over the environment.
+    monkeypatch.setenv("HASHMATCH_API_KEY", "hm_0123456789ab_" + "0" * 64)
+    assert cli_main(["--server", secure.address, "--api-key", key, "--json", "keys", "ls"]) == 0
+    capsys.readouterr()
+    assert cli_main(["--server", secure.address, "keys", "ls"]) == 1
+    err = capsys.readouterr().err
+    assert "UNAUTHENTICATED" in err and "0" * 24 not in err
+
+
 def test_cli_offline_revoke_may_remove_the_last_admin_key(secure: Any) -> None:
     data = str(secure.data_dir)
     done = cli("keys", "revoke", "admin", "--data-dir", data)

@@ -5,6 +5,9 @@ was sent, and the server keeps serving."""
 from __future__ import annotations
 
 import logging
+import secrets
+import subprocess
+import sys
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -14,7 +17,7 @@ import pytest
 from authkit import admin_key, bearer, new_key, rpc_error, secure_server, trailing
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from hashmatch.client import Client
+from hashmatch.client import Client, KeyNotFound
 from hashmatch.v1 import keys_pb2, keys_pb2_grpc, lists_pb2, lists_pb2_grpc, matcher_pb2, matcher_pb2_grpc
 
 PDQ_ZERO = matcher_pb2.MatchHashesRequest(hashes=[{"algorithm": 1, "value": "0" * 64}])
@@ -170,3 +173,37 @@ def test_refusals_never_reach_the_servicer(secure: Any, channel: grpc.Channel) -
     assert error.code() == UNAUTHENTICATED
     with Client(secure.address, api_key=admin_key(secure.data_dir)) as admin:
         assert admin.list_lists() == ()
+
+
+def test_a_leaked_key_pasted_to_revoke_it_is_revoked_and_never_echoed(
+    secure: Any, channel: grpc.Channel, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An admin revoking a leaked key by pasting the key itself: it is revoked (online and offline),
+    and neither the audit log nor an error message repeats its secret."""
+    leaked = new_key(secure.address, secure.data_dir, "leaked-pasted", ["match"])
+    offline = new_key(secure.address, secure.data_dir, "leaked-offline", ["match"])
+    unknown = "hm_ffffffffffff_" + secrets.token_hex(32)
+    with Client(secure.address, api_key=admin_key(secure.data_dir)) as admin:
+        revoked = admin.revoke_key(leaked)
+        assert revoked.name == "leaked-pasted" and revoked.state == "revoked"
+        with pytest.raises(KeyNotFound) as missing:
+            admin.revoke_key(unknown)
+    assert match_hashes(channel, bearer(leaked)).code() == UNAUTHENTICATED
+    key_id = leaked.split("_")[1]
+    audit = [r.getMessage() for r in caplog.records if r.name == "hashmatch.audit"]
+    assert any(line.startswith("RevokeKey by admin") and f"hm_{key_id}_" in line and line.endswith(": OK")
+               for line in audit), audit
+    assert_not_echoed(leaked, caplog.text)
+    assert_not_echoed(unknown, caplog.text, str(missing.value), repr(missing.value))
+
+    def keys_offline(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "hashmatch.server", "keys", *args,
+                               "--data-dir", str(secure.data_dir)], capture_output=True, text=True, timeout=60)
+
+    done = keys_offline("revoke", offline)
+    assert done.returncode == 0 and "leaked-offline" in done.stdout, done.stderr
+    assert_not_echoed(offline, done.stdout, done.stderr)
+    assert match_hashes(channel, bearer(offline)).code() == UNAUTHENTICATED
+    failed = keys_offline("revoke", unknown)
+    assert failed.returncode == 1 and "no API key" in failed.stderr
+    assert_not_echoed(unknown, failed.stdout, failed.stderr)
