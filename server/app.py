@@ -22,6 +22,7 @@ from .export import ExportingListsServicer
 from .keys_service import KeysServicer
 from .limits import LimitsInterceptor
 from .loading import LoadingGate, LoadingLists
+from .hashing_slots import HashingSlots
 from .matcher import MatcherServicer
 from .observability import Metrics, RequestObserver
 from .selftest import DATA_DIR as SELFTEST_DATA
@@ -68,6 +69,7 @@ class HashmatchServer:
         self.config = config
         self._metrics_http = None
         self.metrics_port: int | None = None
+        self.hashing_slots: HashingSlots | None = None  # the Matcher's (set by create_server)
         self._health_lock = threading.Lock()
         self._selftest_ok: bool | None = None  # None until the first self-test reports
         self._fresh_enough = True
@@ -217,7 +219,8 @@ def create_server(
         interceptors=interceptors,
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
     )
-    matcher_pb2_grpc.add_MatcherServiceServicer_to_server(MatcherServicer(lists, config), grpc_server)
+    matcher = MatcherServicer(lists, config)
+    matcher_pb2_grpc.add_MatcherServiceServicer_to_server(matcher, grpc_server)
     lists_pb2_grpc.add_ListsServiceServicer_to_server(ExportingListsServicer(lists, config), grpc_server)
     if keys is not None:
         keys_pb2_grpc.add_KeysServiceServicer_to_server(KeysServicer(keys), grpc_server)
@@ -242,6 +245,7 @@ def create_server(
             keys.close()
         raise
     server = HashmatchServer(grpc_server, lists, health_servicer, metrics, config, keys, limits)
+    server.hashing_slots = matcher.slots
     server.health_server, server.health_port = health_server, health_port
     return server, port
 

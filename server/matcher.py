@@ -25,7 +25,7 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServiceServicer):
     def __init__(self, lists: HashLists, config: ServerConfig) -> None:
         self._lists = lists
         self._config = config
-        self._slots = HashingSlots(config.hashing_slots or default_slots(config.workers))
+        self.slots = HashingSlots(config.hashing_slots or default_slots(config.workers))
 
     def _hash(
         self,
@@ -41,7 +41,7 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServiceServicer):
     ) -> ImageHashes:
         # ``also``: computed beside the defaults when the request names no algorithm.
         algorithms = convert.algorithms_from_proto(algorithm_values, field) or [*DEFAULT_ALGORITHMS, *also]
-        with self._slots.held(context):
+        with self.slots.held(context):
             return hash_image(
                 image,
                 algorithms,

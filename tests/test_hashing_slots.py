@@ -62,19 +62,80 @@ def test_requests_beyond_the_slots_wait_and_all_answer_the_same(server_factory) 
     assert len(replies[0].hashes) == 4
 
 
+def test_waiters_get_the_slot_in_the_order_they_came() -> None:
+    slots = HashingSlots(1)
+    order: list[int] = []
+    holder = threading.Event()
+    release = threading.Event()
+
+    def first() -> None:
+        with slots.held():
+            holder.set()
+            release.wait(10)
+
+    def waiter(k: int) -> None:
+        with slots.held():
+            order.append(k)
+
+    threads = [threading.Thread(target=first)]
+    threads[0].start()
+    assert holder.wait(10)
+    for k in range(6):
+        threads.append(threading.Thread(target=waiter, args=(k,)))
+        threads[-1].start()
+        time.sleep(0.02)  # each queues before the next
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert order == list(range(6))
+
+
 def test_a_request_waiting_for_a_slot_still_ends_at_its_deadline(server_factory) -> None:
+    """Server side: the waiting request leaves the queue when its deadline passes, unhashed."""
     server = server_factory(hashing_slots=1)
+    slots = server.server.hashing_slots
     slow = encode(photo(32, (4000, 3000)), "PNG")  # hashing it keeps the one slot busy a while
     quick = encode(photo(33, (64, 64)), "PNG")
     with grpc.insecure_channel(server.address) as channel:
         matcher = matcher_pb2_grpc.MatcherServiceStub(channel)
-        with ThreadPoolExecutor(4) as pool:
+        with ThreadPoolExecutor(6) as pool:
+            # ~0.25 s each here: six of them queue the quick one well past its deadline.
             busy = [pool.submit(matcher.MatchImage, matcher_pb2.MatchImageRequest(image=slow), timeout=60)
-                    for _ in range(3)]
-            time.sleep(0.1)
+                    for _ in range(6)]
+            time.sleep(0.2)
+            started = time.monotonic()
             with pytest.raises(grpc.RpcError) as err:
-                matcher.HashImage(matcher_pb2.HashImageRequest(image=quick), timeout=0.05)
+                matcher.HashImage(matcher_pb2.HashImageRequest(image=quick), timeout=0.4)
             assert err.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+            # The server gave up on it too: it left the queue (in order, behind the slow ones)
+            # without being hashed, while the slow uploads were still being hashed.
+            end = time.monotonic() + 5
+            while slots.gave_up["DEADLINE_PASSED"] == 0 and time.monotonic() < end:
+                time.sleep(0.02)
+            assert slots.gave_up == {"DEADLINE_PASSED": 1}
+            assert time.monotonic() - started < 2 and not all(f.done() for f in busy)
             assert all(f.result().image.width == 4000 for f in busy)
         # Once the slot is free again a quick upload is answered at once.
         assert matcher.HashImage(matcher_pb2.HashImageRequest(image=quick), timeout=10).image.width == 64
+        assert slots.gave_up == {"DEADLINE_PASSED": 1}
+
+
+def test_a_request_whose_client_cancels_while_waiting_leaves_the_queue(server_factory) -> None:
+    server = server_factory(hashing_slots=1)
+    slots = server.server.hashing_slots
+    slow = encode(photo(34, (4000, 3000)), "PNG")
+    quick = encode(photo(35, (64, 64)), "PNG")
+    with grpc.insecure_channel(server.address) as channel:
+        matcher = matcher_pb2_grpc.MatcherServiceStub(channel)
+        with ThreadPoolExecutor(6) as pool:
+            busy = [pool.submit(matcher.MatchImage, matcher_pb2.MatchImageRequest(image=slow), timeout=60)
+                    for _ in range(6)]
+            time.sleep(0.2)
+            call = matcher.HashImage.future(matcher_pb2.HashImageRequest(image=quick), timeout=60)
+            time.sleep(0.2)
+            assert call.cancel()
+            end = time.monotonic() + 5
+            while slots.gave_up["CLIENT_GONE"] == 0 and time.monotonic() < end:
+                time.sleep(0.02)
+            assert slots.gave_up == {"CLIENT_GONE": 1}
+            assert all(f.result().image.width == 4000 for f in busy)
