@@ -67,6 +67,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--log-format", choices=("json", "text"), default="json", help="json: one object a line")
+    parser.add_argument(
+        "--log-hashes", action="store_true",
+        help="the match log: each match or hash request's log line also names the upload's hashes "
+             "(off by default: no hash of an upload is written anywhere)",
+    )
     security_flags.add_arguments(parser)
     parser.add_argument(
         "--metrics", default="127.0.0.1:9464", metavar="HOST:PORT",
@@ -111,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         hashing_slots=args.hashing_slots,
         workers=args.workers,
         reflection=not args.no_reflection,
+        log_hashes=args.log_hashes,
         grace_seconds=args.grace,
         metrics_address=None if args.metrics == "off" else args.metrics,
         selftest_interval_seconds=args.selftest_interval,

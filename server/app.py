@@ -211,7 +211,7 @@ def create_server(
     # loading gate (UNAVAILABLE while the index loads) comes after auth, so only a known caller
     # learns the index's state, and before limits, which read the lists.
     interceptors: list[grpc.ServerInterceptor] = [
-        RequestObserver(metrics), limits.shortcut, AuthInterceptor(authenticator), LoadingGate(lists), limits
+        RequestObserver(metrics, log_hashes=config.log_hashes), limits.shortcut, AuthInterceptor(authenticator), LoadingGate(lists), limits
     ]
     grpc_server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.threads),

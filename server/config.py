@@ -34,6 +34,10 @@ class ServerConfig:
     hashing_slots: int = 0
     # Server processes on this machine sharing the cores (`--workers N`); sizes the default above.
     workers: int = 1
+    # The match log: the request log line of each match or hash request also names the upload's
+    # hashes (never the image, never a listed hash it matched), for platforms whose retention
+    # policy wants them. Off by default: then no hash of an upload is written anywhere.
+    log_hashes: bool = False
     # Server reflection lets generic tools (buf curl, grpcurl) discover the API.
     reflection: bool = True
     # Seconds in-flight requests get to finish on SIGTERM.

@@ -157,8 +157,9 @@ class _IndexCollector:
 class RequestObserver(grpc.ServerInterceptor):
     """Times every RPC, records its metrics and logs one line for it."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, *, log_hashes: bool = False) -> None:
         self._metrics = metrics
+        self._log_hashes = log_hashes
 
     def intercept_service(self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails):
         handler = continuation(handler_call_details)
@@ -204,6 +205,13 @@ class RequestObserver(grpc.ServerInterceptor):
                     count += 1
                     if method.endswith("/MatchImageStream") and response.HasField("response"):
                         self._metrics.observe_result(method, None, response.response)
+                        if self._log_hashes and log.isEnabledFor(logging.INFO):
+                            # The match log of a stream: a line per image, by the client's request id.
+                            log.info("stream image", extra={"fields": {
+                                "method": method, "request_id": request_id.value(),
+                                "image_request_id": response.request_id[:128],
+                                "matches": len(response.response.matches),
+                                "hashes": _hashes_of(response.response.hashes)}})
                     yield response
                 failed = False
             finally:
@@ -240,7 +248,27 @@ class RequestObserver(grpc.ServerInterceptor):
         if matches is not None:
             fields["matches"] = len(matches)
             fields["lists_matched"] = len({m.list_name for m in matches})
+        if self._log_hashes and method.startswith(_MATCHER):
+            # The upload's hashes: computed (HashImage, MatchImage) or sent (MatchHashes).
+            uploaded = getattr(response, "hashes", None) if response is not None else None
+            if uploaded is None and request is not None:
+                uploaded = getattr(request, "hashes", None)
+            if uploaded:
+                fields["hashes"] = _hashes_of(uploaded)
         log.info("request", extra={"fields": fields})
+
+
+_MATCHER = "/hashmatch.v1.MatcherService/"
+
+
+def _hashes_of(hashes: Any) -> list[str]:
+    """``algorithm:hex`` of each hash (``@orientation`` for a variant), for the match log."""
+    out = []
+    for h in hashes:
+        name = _ALGORITHM_NAMES.get(h.algorithm, "unknown")
+        orientation = getattr(h, "orientation", 0)
+        out.append(f"{name}:{h.value}" + (f"@{orientation}" if orientation else ""))
+    return out
 
 
 def _child(children: dict, key: Any, make: Callable[[], Any]) -> Any:

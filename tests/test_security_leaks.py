@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import os
 import secrets
@@ -213,3 +214,40 @@ def test_no_image_or_hash_reaches_the_python_logs(server_factory: Any, caplog: p
     assert text  # requests were logged
     for needle in traces_of(image, marker, hashes):
         assert needle not in text
+
+
+def test_the_match_log_names_the_upload_hashes_only_when_asked(tmp_path: Path) -> None:
+    """--log-hashes (off by default, see the test above): each match or hash request's log line
+    names the upload's hashes; still never the image, nor a listed hash the upload did not have."""
+    data = tmp_path / "data"
+    proc = ServerProcess(data, "--log-hashes", "--log-format", "json")
+    image, marker = distinctive_image()
+    listed = secrets.token_hex(32)
+    try:
+        with Client(proc.address, api_key=admin_key(data)) as c:
+            c.create_list("some-list")
+            c.upload_hashes("some-list", [HashEntry("pdq", listed, id="x")])
+            result = c.match_image(image)
+            streamed = list(c.match_image_stream([("img-7", image)]))
+            sent = flip(listed, 3)
+            c.match_hashes([("pdq", sent)])
+    finally:
+        assert proc.stop() == 0
+    assert streamed[0].ok
+    lines = [json.loads(line) for line in (proc.stderr + "".join(proc.stdout_lines)).splitlines()
+             if line.startswith("{")]
+    by_method = {}
+    for line in lines:
+        if "hashes" in line:
+            by_method.setdefault((line["message"], line["method"].rsplit("/", 1)[1]), []).append(line)
+    pdq = next(h.value for h in result.hashes if h.algorithm.value == "pdq")
+    sha256 = next(h.value for h in result.hashes if h.algorithm.value == "sha256")
+    image_line = by_method[("request", "MatchImage")][0]
+    assert f"pdq:{pdq}" in image_line["hashes"] and f"sha256:{sha256}" in image_line["hashes"]
+    stream_line = by_method[("stream image", "MatchImageStream")][0]
+    assert stream_line["image_request_id"] == "img-7" and f"pdq:{pdq}" in stream_line["hashes"]
+    assert by_method[("request", "MatchHashes")][0]["hashes"] == [f"pdq:{sent}"]
+    logs = (proc.stderr + "".join(proc.stdout_lines)).encode()
+    for needle in traces_of(image, marker, []):
+        assert needle not in logs
+    assert listed.encode() not in logs  # listed, but never uploaded
