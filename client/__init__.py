@@ -37,6 +37,7 @@ from hashmatch.client.errors import (
 )
 from hashmatch.client.keys import ApiKey, CreatedKey
 from hashmatch.client.models import (
+    AbuseLimits,
     AddedImage,
     AddImagesResult,
     HashEntry,
@@ -47,6 +48,7 @@ from hashmatch.client.models import (
     ImageInfo,
     Match,
     MatchImageResult,
+    ServerSettings,
     StreamResult,
     UploadResult,
 )
@@ -54,6 +56,7 @@ from hashmatch.client.sync_client import Client
 from hashmatch.hashing.algorithms import Algorithm
 
 __all__ = [
+    "AbuseLimits",
     "AddImagesResult",
     "AddedImage",
     "Algorithm",
@@ -87,6 +90,7 @@ __all__ = [
     "PermissionDenied",
     "RateLimited",
     "ResourceExhausted",
+    "ServerSettings",
     "StreamResult",
     "TooManyConcurrent",
     "USE_CLIENT_DEFAULT",

@@ -13,7 +13,7 @@ from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Itera
 import grpc
 import grpc.aio
 
-from hashmatch.client import convert, keys
+from hashmatch.client import convert, keys, settings
 from hashmatch.client.config import DEFAULT_ADDRESS, DEFAULT_TIMEOUT, USE_CLIENT_DEFAULT, ClientConfig, Timeout
 from hashmatch.client.convert import HashLike, ImageSource
 from hashmatch.client.credentials import PemSource
@@ -26,11 +26,12 @@ from hashmatch.client.models import (
     ImageEntry,
     Match,
     MatchImageResult,
+    ServerSettings,
     StreamResult,
     UploadResult,
 )
 from hashmatch.hashing.algorithms import Algorithm
-from hashmatch.v1 import keys_pb2, keys_pb2_grpc, lists_pb2, lists_pb2_grpc, matcher_pb2, matcher_pb2_grpc
+from hashmatch.v1 import admin_pb2, admin_pb2_grpc, keys_pb2, keys_pb2_grpc, lists_pb2, lists_pb2_grpc, matcher_pb2, matcher_pb2_grpc
 
 T = TypeVar("T")
 
@@ -91,6 +92,7 @@ class AsyncClient(ClientConfig):
         self._matcher_stub: matcher_pb2_grpc.MatcherServiceStub | None = None
         self._lists_stub: lists_pb2_grpc.ListsServiceStub | None = None
         self._keys_stub: keys_pb2_grpc.KeysServiceStub | None = None
+        self._admin_stub: admin_pb2_grpc.AdminServiceStub | None = None
 
     # -- lifecycle --
 
@@ -105,6 +107,7 @@ class AsyncClient(ClientConfig):
             self._matcher_stub = matcher_pb2_grpc.MatcherServiceStub(self._channel)
             self._lists_stub = lists_pb2_grpc.ListsServiceStub(self._channel)
             self._keys_stub = keys_pb2_grpc.KeysServiceStub(self._channel)
+            self._admin_stub = admin_pb2_grpc.AdminServiceStub(self._channel)
 
     @property
     def _matcher(self) -> matcher_pb2_grpc.MatcherServiceStub:
@@ -124,10 +127,16 @@ class AsyncClient(ClientConfig):
         assert self._keys_stub is not None
         return self._keys_stub
 
+    @property
+    def _admin(self) -> admin_pb2_grpc.AdminServiceStub:
+        self._open()
+        assert self._admin_stub is not None
+        return self._admin_stub
+
     async def close(self) -> None:
         if self._channel is not None:
             channel, self._channel = self._channel, None
-            self._matcher_stub = self._lists_stub = self._keys_stub = None
+            self._matcher_stub = self._lists_stub = self._keys_stub = self._admin_stub = None
             await channel.close(None)  # no grace: calls still running are cancelled
 
     async def __aenter__(self) -> "AsyncClient":
@@ -375,3 +384,10 @@ class AsyncClient(ClientConfig):
     async def revoke_key(self, key: str, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> keys.ApiKey:
         response = await self._call(self._keys.RevokeKey, keys_pb2.RevokeKeyRequest(key=key), timeout)
         return keys.api_key(response.key)
+
+    # -- AdminService (admin role) --
+
+    async def get_settings(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> ServerSettings:
+        """The effective settings of the server process that answers (read-only; never a secret)."""
+        response = await self._call(self._admin.GetSettings, admin_pb2.GetSettingsRequest(), timeout)
+        return settings.server_settings(response.settings)

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator, NoReturn, Sequence, TextIO
 
-from hashmatch.client import cli_security, output
+from hashmatch.client import cli_admin, cli_security, output
 from hashmatch.client.config import DEFAULT_ADDRESS, DEFAULT_TIMEOUT
 from hashmatch.client.errors import HashmatchError, InvalidArgument, ResourceExhausted
 from hashmatch.client.hashfiles import FORMATS, AlgorithmNeeded, HashFileError, HashFileReader
@@ -231,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="hash to remove (repeatable)")
     cli_security.add_export_command(lists_commands, command)
     cli_security.add_keys_commands(commands, command)
+    cli_admin.add_settings_command(commands, command)
     return parser
 
 

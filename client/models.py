@@ -195,3 +195,55 @@ class StreamResult:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+@dataclass(frozen=True)
+class AbuseLimits:
+    """The answering server process's abuse limits (each worker counts its own). For the rates
+    and ``max_concurrent_per_key``, 0 means no limit."""
+
+    match_requests_per_second: float
+    match_request_burst: float
+    match_bytes_per_second: float
+    match_bytes_burst: float
+    max_concurrent_per_key: int
+    max_concurrent_rpcs: int
+    max_upload_entries: int
+    max_lists: int
+    max_query_hashes: int
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """What ``get_settings`` reports (admin role): the effective start-up settings of the server
+    process that answered. Never a secret: the store is named by its kind, not its URL."""
+
+    version: str
+    store: str  # "sqlite" or "postgresql"
+    auth: bool
+    tls: bool
+    client_certificate_required: bool
+    # Client-certificate identities mapped to roles (how many; not their names).
+    client_certificate_roles: int
+    reflection: bool
+    workers: int
+    # Images the process hashes at once: the effective value (an automatic 0 resolved).
+    hashing_slots: int
+    threads: int
+    max_message_bytes: int
+    max_pixels: int
+    fast: bool
+    match_regions: bool
+    # The match log: request log lines name each upload's hashes.
+    log_hashes: bool
+    selftest: bool
+    selftest_interval_seconds: float
+    grace_seconds: float
+    follow_interval_seconds: float
+    # None: the server keeps serving its last index however old.
+    max_staleness_seconds: float | None
+    metrics: bool
+    health_port: bool
+    limits: AbuseLimits
+    # The threshold a new list gets for each algorithm it does not set.
+    default_thresholds: dict[Algorithm, int]

@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import grpc
 
-from hashmatch.client import convert, keys
+from hashmatch.client import convert, keys, settings
 from hashmatch.client.config import DEFAULT_ADDRESS, DEFAULT_TIMEOUT, USE_CLIENT_DEFAULT, ClientConfig, Timeout
 from hashmatch.client.convert import HashLike, ImageSource
 from hashmatch.client.credentials import PemSource
@@ -23,11 +23,12 @@ from hashmatch.client.models import (
     ImageEntry,
     Match,
     MatchImageResult,
+    ServerSettings,
     StreamResult,
     UploadResult,
 )
 from hashmatch.hashing.algorithms import Algorithm
-from hashmatch.v1 import keys_pb2, keys_pb2_grpc, lists_pb2, lists_pb2_grpc, matcher_pb2, matcher_pb2_grpc
+from hashmatch.v1 import admin_pb2, admin_pb2_grpc, keys_pb2, keys_pb2_grpc, lists_pb2, lists_pb2_grpc, matcher_pb2, matcher_pb2_grpc
 
 T = TypeVar("T")
 
@@ -91,6 +92,7 @@ class Client(ClientConfig):
         self._matcher = matcher_pb2_grpc.MatcherServiceStub(self._channel)
         self._lists = lists_pb2_grpc.ListsServiceStub(self._channel)
         self._keys = keys_pb2_grpc.KeysServiceStub(self._channel)
+        self._admin = admin_pb2_grpc.AdminServiceStub(self._channel)
 
     # -- lifecycle --
 
@@ -349,3 +351,10 @@ class Client(ClientConfig):
         """Revoke a key by id or by the name of an active key; it stops working at once."""
         response = self._call(self._keys.RevokeKey, keys_pb2.RevokeKeyRequest(key=key), timeout)
         return keys.api_key(response.key)
+
+    # -- AdminService (admin role) --
+
+    def get_settings(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> ServerSettings:
+        """The effective settings of the server process that answers (read-only; never a secret)."""
+        response = self._call(self._admin.GetSettings, admin_pb2.GetSettingsRequest(), timeout)
+        return settings.server_settings(response.settings)

@@ -14,8 +14,9 @@ from grpc_reflection.v1alpha import reflection
 
 from hashmatch.index import HashLists, SQLiteStore
 from hashmatch.index.keys import KeyStore
-from hashmatch.v1 import keys_pb2, keys_pb2_grpc, lists_pb2, lists_pb2_grpc, matcher_pb2, matcher_pb2_grpc
+from hashmatch.v1 import admin_pb2, admin_pb2_grpc, keys_pb2, keys_pb2_grpc, lists_pb2, lists_pb2_grpc, matcher_pb2, matcher_pb2_grpc
 
+from .admin import AdminServicer
 from .auth import AuthInterceptor, Authenticator
 from .config import ServerConfig
 from .export import ExportingListsServicer
@@ -36,6 +37,8 @@ SERVICE_NAMES = (
     lists_pb2.DESCRIPTOR.services_by_name["ListsService"].full_name,
 )
 KEYS_SERVICE = keys_pb2.DESCRIPTOR.services_by_name["KeysService"].full_name
+# Read-only settings (admin role). Served with auth off too, where every caller holds every role.
+ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 # Health of the index's freshness alone: NOT_SERVING while the store cannot be reached (the
 # server still answers matches from its last index; overall health follows max_staleness_seconds).
 FRESHNESS_SERVICE = "hashmatch.v1.Freshness"
@@ -224,7 +227,8 @@ def create_server(
     lists_pb2_grpc.add_ListsServiceServicer_to_server(ExportingListsServicer(lists, config), grpc_server)
     if keys is not None:
         keys_pb2_grpc.add_KeysServiceServicer_to_server(KeysServicer(keys), grpc_server)
-    served = (*SERVICE_NAMES, KEYS_SERVICE) if keys is not None else SERVICE_NAMES
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(config, matcher.slots.slots), grpc_server)
+    served = (*SERVICE_NAMES, KEYS_SERVICE, ADMIN_SERVICE) if keys is not None else (*SERVICE_NAMES, ADMIN_SERVICE)
     health_servicer = health.HealthServicer()
     for name in ("", *SERVICE_NAMES, FRESHNESS_SERVICE):
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)

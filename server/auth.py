@@ -4,7 +4,8 @@ Every RPC except health and reflection needs a principal holding its service's r
 
     hashmatch.v1.MatcherService  match     upload pipelines
     hashmatch.v1.ListsService    curate    trust-and-safety staff
-    hashmatch.v1.KeysService     admin     keys and server settings
+    hashmatch.v1.KeysService     admin     API keys
+    hashmatch.v1.AdminService    admin     reading the server's settings (read-only)
 
 A service not in that table needs ``admin``: a service added later is closed until it is given a
 role. No credentials or a bad key: UNAUTHENTICATED. A valid key without the role:
@@ -36,6 +37,7 @@ ROLE_OF_SERVICE: Mapping[str, str] = {
     "hashmatch.v1.MatcherService": "match",
     "hashmatch.v1.ListsService": "curate",
     "hashmatch.v1.KeysService": "admin",
+    "hashmatch.v1.AdminService": "admin",
 }
 OPEN_SERVICES = frozenset({
     "grpc.health.v1.Health",

@@ -144,6 +144,9 @@ KEYS_METHODS = {
     "ListKeys": (False, False),
     "RevokeKey": (False, False),
 }
+ADMIN_METHODS = {
+    "GetSettings": (False, False),
+}
 ALGORITHMS = {
     "ALGORITHM_UNSPECIFIED": 0,
     "ALGORITHM_PDQ": 1,
@@ -163,6 +166,7 @@ ALGORITHMS = {
         ("matcher", "MatcherService", MATCHER_METHODS),
         ("lists", "ListsService", LISTS_METHODS),
         ("keys", "KeysService", KEYS_METHODS),
+        ("admin", "AdminService", ADMIN_METHODS),
     ],
 )
 def test_services_are_the_contract(module_name, service, methods):
