@@ -33,7 +33,6 @@ from hashmatch.index import CompactionPolicy, HashLists, NewEntry, SQLiteStore
 from hashmatch.index.segment import Segment
 from hashmatch.index.snapshot import read_snapshot, write_snapshot
 from hashmatch.index.view import AlgorithmIndex
-from hashmatch.server.allocator import return_large_blocks_to_the_system
 
 RADII = {Algorithm.PDQ: (31, 63), Algorithm.PHASH: (10, 6)}
 
@@ -115,21 +114,27 @@ def measure_build(make):
     return structure, time.perf_counter() - started
 
 
-def resident_per_entry(structure: str, algorithm: Algorithm, n: int, seed: int) -> float:
-    """Resident bytes per entry of one structure, measured in a fresh process (in this one, memory
-    freed by earlier structures is reused and hides what the next one takes)."""
+def resident_per_entry(structure: str, algorithm: Algorithm, data: np.ndarray, tmp: str) -> float:
+    """Resident bytes per entry of one structure over ``data``, measured in a fresh process (in
+    this one, memory freed by earlier structures is reused and hides what the next one takes).
+    The child reads the codes from a file in one allocation: generating them there would leave
+    the generator's freed temporaries in its heap and count them against the structure."""
+    path = Path(tmp) / "codes.npy"
+    if not path.exists():
+        np.save(path, data)
     out = subprocess.run(
-        [sys.executable, __file__, "--seed", str(seed), "memory", structure, algorithm.value, str(n)],
+        [sys.executable, __file__, "memory", structure, algorithm.value, str(path)],
         capture_output=True, text=True, check=True,
     ).stdout
     return float(out.split()[-1])
 
 
-def memory_child(structure: str, algorithm: Algorithm, n: int, seed: int) -> None:
+def memory_child(structure: str, algorithm: Algorithm, codes_file: str) -> None:
     bits = algorithm.spec.bits
     gc.collect()
     before = rss()
-    data = clustered(n, bits, seed)
+    data = np.load(codes_file)
+    n = len(data)
     if structure == "ours":
         built = Segment.build(bits, data, np.arange(n, dtype=np.int64), np.ones(n, np.int64))
     elif structure == "flat":
@@ -177,11 +182,12 @@ def bench_search(n: int, algorithm: Algorithm, singles: int, batches: int, seed:
         hma = faiss.read_index_binary(hma_path)
         hma_load = time.perf_counter() - started
     hma_name = f"HMA MultiHash({bits},{hma_m},16) nflip 1"
-    rows = [
-        ("hashmatch (ours)", ours_build, ours_load, resident_per_entry("ours", algorithm, n, seed)),
-        ("faiss IndexBinaryFlat (+ IDMap)", flat_build, flat_load, resident_per_entry("flat", algorithm, n, seed)),
-        (hma_name + " (+ IDMap)", hma_build, hma_load, resident_per_entry("hma", algorithm, n, seed)),
-    ]
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
+        rows = [
+            ("hashmatch (ours)", ours_build, ours_load, resident_per_entry("ours", algorithm, data, tmp)),
+            ("faiss IndexBinaryFlat (+ IDMap)", flat_build, flat_load, resident_per_entry("flat", algorithm, data, tmp)),
+            (hma_name + " (+ IDMap)", hma_build, hma_load, resident_per_entry("hma", algorithm, data, tmp)),
+        ]
     out.append(f"\n### {label} (clustered), one thread\n")
     out.append("| structure | build s | load s | resident bytes/entry |")
     out.append("| --- | ---: | ---: | ---: |")
@@ -435,12 +441,10 @@ def main(argv: list[str] | None = None) -> int:
     m = sub.add_parser("memory", help="(internal) one structure's resident bytes per entry")
     m.add_argument("structure", choices=("ours", "flat", "hma"))
     m.add_argument("algorithm")
-    m.add_argument("n", type=int)
+    m.add_argument("codes", help="a .npy file of the codes (bench_search writes it)")
     parser.add_argument("--seed", type=int, default=4)
     args = parser.parse_args(argv)
     faiss.omp_set_num_threads(1)
-    # The allocator settings a server process runs with (server/allocator.py), for every structure.
-    return_large_blocks_to_the_system()
     out = [f"python bench/search.py {' '.join(sys.argv[1:] if argv is None else argv)}"]
     if args.command == "search":
         for size in args.sizes.split(","):
@@ -449,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "startup":
         bench_startup(parse_size(args.size), args.seed, out, args.pg_url)
     elif args.command == "memory":
-        memory_child(args.structure, Algorithm.parse(args.algorithm), args.n, args.seed)
+        memory_child(args.structure, Algorithm.parse(args.algorithm), args.codes)
         return 0
     else:
         bench_soak(args.cycles, args.base, args.batch, args.seed, out)

@@ -340,6 +340,68 @@ static PyObject *probe(PyObject *Py_UNUSED(self), PyObject *args) {
     return hits_result(&hits);
 }
 
+/* bucket_sort(codes, words, start, length, offsets, perm) -> None
+ *
+ * Builds one multi-index table (index/mih.py) in place: the key of code i is its bits
+ * [start, start + length) (bit b of a code is bit b % 64 of word b / 64); offsets (2**length + 1
+ * uint32, writable) gets each key's first position in perm, and perm (n uint32, writable) the
+ * positions grouped by key, ascending within a key: exactly what sorting (key << 32 | position)
+ * gives. A counting sort: two passes over the codes and no temporary array, where numpy needs an
+ * O(n log n) sort and several n-sized temporaries (which glibc may keep resident after they are
+ * freed: bench/search.py's memory rows). The GIL is released. */
+static inline uint32_t key_of(const uint64_t *code, int start, int length) {
+    int word = start >> 6, shift = start & 63;
+    uint64_t value = code[word] >> shift;
+    if (shift + length > 64) value |= code[word + 1] << (64 - shift);
+    return (uint32_t)(value & ((1ULL << length) - 1));  /* length <= 32 */
+}
+
+static PyObject *bucket_sort(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *codes_obj, *offsets_obj, *perm_obj;
+    int words, start, length;
+    if (!PyArg_ParseTuple(args, "OiiiOO", &codes_obj, &words, &start, &length, &offsets_obj, &perm_obj)) return NULL;
+    if (words < 1 || words > 64) return PyErr_Format(PyExc_ValueError, "words %d is outside 1..64", words);
+    if (length < 1 || length > 32 || start < 0 || start + length > 64 * words)
+        return PyErr_Format(PyExc_ValueError, "bits [%d, %d) are not a substring of 1..32 bits of the code",
+                            start, start + length);
+    Py_buffer codes, offsets, perm;
+    if (get_buffer(codes_obj, &codes, 8 * (Py_ssize_t)words, "codes", "codes of the given words") < 0) return NULL;
+    if (PyObject_GetBuffer(offsets_obj, &offsets, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&codes);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(perm_obj, &perm, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&codes);
+        PyBuffer_Release(&offsets);
+        return NULL;
+    }
+    Py_ssize_t n = codes.len / (8 * words), buckets = (Py_ssize_t)1 << length;
+    const char *problem = NULL;
+    if (n >= ((Py_ssize_t)1 << 32)) problem = "bucket_sort: 2**32 codes or more";
+    else if (offsets.len != (buckets + 1) * 4) problem = "bucket_sort: offsets must hold 2**length + 1 uint32";
+    else if (perm.len != n * 4) problem = "bucket_sort: perm must hold one uint32 per code";
+    if (problem == NULL) {
+        const uint64_t *code_words = (const uint64_t *)codes.buf;
+        uint32_t *first = (uint32_t *)offsets.buf, *positions = (uint32_t *)perm.buf;
+        Py_BEGIN_ALLOW_THREADS
+        memset(first, 0, (size_t)(buckets + 1) * 4);
+        /* Counts land one slot up, so the running sum makes first[k] the start of bucket k. */
+        for (Py_ssize_t i = 0; i < n; i++) first[key_of(code_words + i * words, start, length) + 1]++;
+        for (Py_ssize_t k = 0; k < buckets; k++) first[k + 1] += first[k];
+        /* Scattering moves first[k] to the end of bucket k, i.e. the start of bucket k + 1... */
+        for (Py_ssize_t i = 0; i < n; i++) positions[first[key_of(code_words + i * words, start, length)]++] = (uint32_t)i;
+        /* ...so one shift up restores the starts. */
+        memmove(first + 1, first, (size_t)buckets * 4);
+        first[0] = 0;
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&codes);
+    PyBuffer_Release(&offsets);
+    PyBuffer_Release(&perm);
+    if (problem != NULL) return PyErr_Format(PyExc_ValueError, "%s", problem);
+    Py_RETURN_NONE;
+}
+
 static PyObject *kernel(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused)) {
     return PyUnicode_FromString(chosen_name);
 }
@@ -349,6 +411,8 @@ static PyMethodDef methods[] = {
      "scan(codes, queries, radius) -> (query_index, position, distance) as bytes of int64, int64, int32."},
     {"probe", probe, METH_VARARGS,
      "probe(codes, words, offsets, perm, keys, perm_starts, queries, radius) -> as scan: a multi-index's buckets verified."},
+    {"bucket_sort", bucket_sort, METH_VARARGS,
+     "bucket_sort(codes, words, start, length, offsets, perm) -> None: one multi-index table, built in place."},
     {"kernel", kernel, METH_NOARGS, "The scan kernel this CPU uses: avx512-vpopcntdq, popcnt or portable."},
     {NULL, NULL, 0, NULL},
 };

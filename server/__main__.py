@@ -13,7 +13,6 @@ from pathlib import Path
 from hashmatch.hashing import DEFAULT_MAX_PIXELS
 
 from . import keys_cli, security_flags
-from .allocator import return_large_blocks_to_the_system
 from .app import create_server
 from .config import ServerConfig
 from .observability import JsonFormatter
@@ -105,8 +104,6 @@ def main(argv: list[str] | None = None) -> int:
         return keys_cli.main(argv[1:])
     args = parse_args(argv)
     configure_logging(args.log_level, args.log_format)
-    # Before the index is built, so its temporaries are returned to the system when freed.
-    return_large_blocks_to_the_system()
     config = ServerConfig(
         data_dir=args.data_dir,
         max_message_bytes=args.max_message_bytes,

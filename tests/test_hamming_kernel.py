@@ -74,3 +74,57 @@ def test_bad_buffers_are_refused_with_a_reason() -> None:
         _hamming.scan(np.zeros(8, np.uint64), np.zeros(1, np.uint64), 65)
     with pytest.raises(ValueError, match="64-bit codes"):
         _hamming.scan(np.zeros(9, np.uint8), np.zeros(1, np.uint64), 3)
+
+
+def numpy_table(codes: np.ndarray, start: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """A multi-index table the slow way: keys by numpy shifts, positions by a stable argsort."""
+    from hashmatch.index.mih import substring
+
+    keys = substring(codes, start, length).astype(np.int64)
+    offsets = np.zeros((1 << length) + 1, np.int64)
+    np.cumsum(np.bincount(keys, minlength=1 << length), out=offsets[1:])
+    return offsets.astype(np.uint32), np.argsort(keys, kind="stable").astype(np.uint32)
+
+
+@pytest.mark.skipif(_hamming is None, reason="index/_hamming.c is not built")
+@pytest.mark.parametrize("words, start, length", [(1, 0, 16), (1, 43, 21), (1, 40, 24), (4, 0, 22),
+                                                  (4, 50, 22), (4, 120, 19), (4, 234, 22), (2, 63, 2)])
+@pytest.mark.parametrize("n", [0, 1, 5000])
+def test_bucket_sort_builds_the_table_numpy_builds(words: int, start: int, length: int, n: int) -> None:
+    rng = np.random.default_rng(start * 131 + n)
+    codes = rng.integers(0, 2**64, size=(n, words), dtype=np.uint64)
+    if n > 10:
+        codes[n // 2 :] = codes[: n - n // 2]  # repeated keys: order inside a bucket matters
+    offsets = np.full((1 << length) + 1, 7, np.uint32)
+    perm = np.full(n, 7, np.uint32)
+    _hamming.bucket_sort(codes, words, start, length, offsets, perm)
+    expected_offsets, expected_perm = numpy_table(codes, start, length)
+    assert np.array_equal(offsets, expected_offsets)
+    assert np.array_equal(perm, expected_perm)
+
+
+@pytest.mark.skipif(_hamming is None, reason="index/_hamming.c is not built")
+def test_the_multi_index_built_in_c_equals_the_numpy_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hashmatch.index import mih
+
+    codes = np.random.default_rng(3).integers(0, 2**64, size=(20_000, 4), dtype=np.uint64)
+    plan = mih.Plan.split(256, 12)
+    compiled = mih.MultiIndex._build(codes, plan)
+    monkeypatch.setattr(mih, "_hamming", None)
+    slow = mih.MultiIndex._build(codes, plan)
+    assert np.array_equal(compiled[0], slow[0]) and np.array_equal(compiled[1], slow[1])
+
+
+@pytest.mark.skipif(_hamming is None, reason="index/_hamming.c is not built")
+def test_bucket_sort_refuses_bad_arguments() -> None:
+    codes = np.zeros((10, 1), np.uint64)
+    with pytest.raises(ValueError, match="substring"):
+        _hamming.bucket_sort(codes, 1, 40, 30, np.zeros(10, np.uint32), np.zeros(10, np.uint32))
+    with pytest.raises(ValueError, match="offsets must hold"):
+        _hamming.bucket_sort(codes, 1, 0, 8, np.zeros(10, np.uint32), np.zeros(10, np.uint32))
+    with pytest.raises(ValueError, match="perm must hold"):
+        _hamming.bucket_sort(codes, 1, 0, 8, np.zeros(257, np.uint32), np.zeros(9, np.uint32))
+    read_only = np.zeros(10, np.uint32)
+    read_only.flags.writeable = False
+    with pytest.raises((BufferError, ValueError)):  # the table must be writable
+        _hamming.bucket_sort(codes, 1, 0, 8, np.zeros(257, np.uint32), read_only)
