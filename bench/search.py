@@ -355,12 +355,16 @@ def bench_startup(n: int, seed: int, out: list[str], pg_url: str | None = None) 
         startup = lists.startup["seconds"]
         resident = rss() - before
         rng = random.Random(seed)
-        new = [rng.getrandbits(256).to_bytes(32, "big") for _ in range(100_000)]
-        started = time.perf_counter()
-        lists.add_entries("bench", [NewEntry(Algorithm.PDQ, v) for v in new])
-        hits = lists.match([Hash(Algorithm.PDQ, v) for v in new[-8:]]).hits
-        visible = time.perf_counter() - started
-        assert sum(h.distance == 0 for h in hits) >= 8, "the new hashes must match"
+        loads = []  # three loads of 100k, one after the other: the median is quoted
+        for _ in range(3):
+            new = [rng.getrandbits(256).to_bytes(32, "big") for _ in range(100_000)]
+            entries = [NewEntry(Algorithm.PDQ, v) for v in new]
+            started = time.perf_counter()
+            lists.add_entries("bench", entries)
+            hits = lists.match([Hash(Algorithm.PDQ, v) for v in new[-8:]]).hits
+            loads.append(time.perf_counter() - started)
+            assert sum(h.distance == 0 for h in hits) >= 8, "the new hashes must match"
+        visible = sorted(loads)[1]
         q = Hash(Algorithm.PDQ, new[0])
         times = []
         for _ in range(50):
@@ -374,7 +378,7 @@ def bench_startup(n: int, seed: int, out: list[str], pg_url: str | None = None) 
         started = time.perf_counter()
         moved = lists.fold_store()
         store_fold = time.perf_counter() - started
-        assert moved == len(new), moved
+        assert moved == 3 * len(new), moved
         lists.close()
     out.append(f"\n### start-up and live loads, {n/1e6:g}M PDQ entries in a SQLite store (last row: PostgreSQL)\n")
     out.append("| what | measured |")
@@ -383,10 +387,11 @@ def bench_startup(n: int, seed: int, out: list[str], pg_url: str | None = None) 
     out.append(f"| write the snapshot | {write:.1f} s |")
     out.append(f"| start-up with the snapshot (read, verify checksum, serve) | {startup:.1f} s |")
     out.append(f"| resident memory after start-up with the snapshot | {resident / n:.0f} bytes/entry |")
-    out.append(f"| load 100k new hashes until they match (store commit + delta) | {visible:.2f} s |")
-    out.append(f"| one-hash match p50 with the 100k delta beside the main index | {with_delta:.2f} ms |")
-    out.append(f"| background compaction folding the 100k in (+ snapshot write) | {fold:.1f} s |")
-    out.append(f"| background store fold moving the 100k from recent_entries into entries | {store_fold:.1f} s |")
+    out.append(f"| load 100k new hashes until they match (store commit + delta; median of 3 loads: "
+               f"{', '.join(f'{t:.2f}' for t in loads)}) | {visible:.2f} s |")
+    out.append(f"| one-hash match p50 with the 3 x 100k delta beside the main index | {with_delta:.2f} ms |")
+    out.append(f"| background compaction folding the 300k in (+ snapshot write) | {fold:.1f} s |")
+    out.append(f"| background store fold moving the 300k from recent_entries into entries | {store_fold:.1f} s |")
     gc.collect()
     out.append(f"| start-up from a PostgreSQL store (a replica: no snapshot, read + build) | "
                f"{postgres_startup(n, seed, pg_url)} |")
