@@ -138,8 +138,21 @@ class Compactor:
         moved = fold()
         if moved:
             self.store_folds += 1
+            self._renew_reader()
             log.info("folded %d recent store rows into the main table in %.2fs", moved, time.perf_counter() - started)
         return moved
+
+    def _renew_reader(self) -> None:
+        """The current view, on a read transaction opened after the fold. The fold changes no
+        entry, so the view's answers stay the same; but its old read transaction would keep
+        SQLite from checkpointing the fold's pages (hundreds of MB of WAL) until the next write."""
+        with self._lists._write_lock:
+            current = self._lists.view
+            reader = self._lists.store.reader()
+            if reader.generation != current.generation:  # cannot happen under the write lock
+                reader.close()  # but if it did, the next write publishes a fresher view anyway
+                return
+            self._lists._swap(current, dataclasses.replace(current, reader=reader))
 
     def stop(self) -> None:
         self._stopping = True
