@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import sqlite3
 import threading
@@ -37,6 +38,7 @@ from .validation import (
 
 # Who made a change when the caller does not say (a script using the library directly).
 UNKNOWN_ACTOR = "unknown"
+log = logging.getLogger("hashmatch.index")
 
 
 class StoredEntry(NamedTuple):
@@ -508,11 +510,11 @@ class SQLiteStore:
         ``rejected``: lines the caller could not even parse.
 
         Made for 100k-entry loads into a 10M-entry store (a load must match within 2 s): the
-        upload is staged once, in (algorithm, hash) order, so the look-up of what is listed and
-        the insert each walk the (list, algorithm, hash) index from one end to the other, a page
-        at a time, instead of jumping to a random page per entry; the new rows are inserted by
-        one INSERT ... SELECT from the staging table, and their row ids are known from the
-        insert itself (see _inserted_ids) instead of read back by a second join."""
+        upload is staged once, in (algorithm, hash) order, so the look-up of what is listed
+        walks the (list, algorithm, hash) indexes from one end to the other, a page at a time,
+        instead of jumping to a random page per entry; the new rows go into the small
+        recent_entries table (see _RECENT) by one INSERT ... SELECT from the staging table,
+        under row ids counted up from the largest in use (see _insert_staged)."""
         unique, problems = _dedupe(entries)
         problems.extend(rejected)
         staged = _staging_rows(unique)
@@ -618,13 +620,29 @@ class SQLiteStore:
             return self._move_recent()
 
     def _move_recent(self) -> int:
-        # In (list, algorithm, hash) order, so the large hash index takes them page by page.
-        moved = self._db.execute(
-            "INSERT OR FAIL INTO entries (id, list_id, entry_id, algorithm, hash, label, source, added_at) "
-            "SELECT id, list_id, entry_id, algorithm, hash, label, source, added_at FROM recent_entries "
-            "ORDER BY list_id, algorithm, hash"
-        ).rowcount
-        self._db.execute("DELETE FROM recent_entries")
+        columns = "id, list_id, entry_id, algorithm, hash, label, source, added_at"
+        db = self._db
+        db.execute("SAVEPOINT fold")
+        try:
+            # In (list, algorithm, hash) order, so the large hash index takes them page by page.
+            moved = db.execute(
+                f"INSERT OR FAIL INTO entries ({columns}) SELECT {columns} FROM recent_entries "
+                "ORDER BY list_id, algorithm, hash"
+            ).rowcount
+            db.execute("DELETE FROM recent_entries")
+        except sqlite3.IntegrityError as error:
+            # A row that conflicts with one in entries: loads check both tables, so only two
+            # random 64-bit entry ids colliding could cause it. Move every other row and leave
+            # that one where it is (still matched, through all_entries), rather than never fold.
+            db.execute("ROLLBACK TO fold")
+            moved = db.execute(
+                f"INSERT OR IGNORE INTO entries ({columns}) SELECT {columns} FROM recent_entries "
+                "ORDER BY list_id, algorithm, hash"
+            ).rowcount
+            db.execute("DELETE FROM recent_entries WHERE id IN (SELECT r.id FROM recent_entries r JOIN entries e ON e.id = r.id)")
+            left = db.execute("SELECT count(*) FROM recent_entries").fetchone()[0]
+            log.warning("fold: %d recent rows conflict with the main table (%s) and stay in recent_entries", left, error)
+        db.execute("RELEASE fold")
         return moved
 
     def remove_entries(

@@ -3,6 +3,7 @@ relabels, and what the change feed and a following process see of it."""
 
 from __future__ import annotations
 
+import logging
 import random
 import sqlite3
 import time
@@ -252,4 +253,28 @@ def test_after_a_fold_the_write_ahead_log_can_be_checkpointed(tmp_path: Path) ->
     frames, copied = wal_backfill(path)
     assert frames > 0 and copied == frames
     assert len({h.query_index for h in lists.match([Hash(PDQ, v) for v in listed[:50]]).hits}) == 50
+    lists.close()
+
+
+def test_a_fold_moves_every_row_but_one_that_conflicts(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Two random entry ids colliding (the one conflict the loads' checks cannot see coming):
+    the fold moves the other rows and leaves that one in the side table, still matched."""
+    rng = random.Random(26)
+    path = tmp_path / "s.sqlite3"
+    lists = HashLists(SQLiteStore(path), use_snapshot=False, background=False)
+    lists.create_list("l")
+    first, second = values(rng, PDQ, 30), values(rng, PDQ, 30)
+    lists.add_entries("l", [NewEntry(PDQ, v, entry_id=f"a{i}") for i, v in enumerate(first)])
+    lists.fold_store()
+    lists.add_entries("l", [NewEntry(PDQ, v) for v in second])
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("UPDATE recent_entries SET entry_id = 'a0' WHERE id = (SELECT min(id) FROM recent_entries)")
+    db.close()
+    with caplog.at_level(logging.WARNING, logger="hashmatch.index"):
+        assert lists.fold_store() == 29
+    assert any("1 recent rows conflict" in r.getMessage() for r in caplog.records)
+    main, recent = table_ids(path)
+    assert len(main) == 59 and len(recent) == 1
+    assert len({h.query_index for h in lists.match([Hash(PDQ, v) for v in first + second]).hits
+                if h.distance == 0}) == 60
     lists.close()
