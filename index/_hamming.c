@@ -366,18 +366,23 @@ static PyObject *bucket_sort(PyObject *Py_UNUSED(self), PyObject *args) {
                             start, start + length);
     Py_buffer codes, offsets, perm;
     if (get_buffer(codes_obj, &codes, 8 * (Py_ssize_t)words, "codes", "codes of the given words") < 0) return NULL;
-    if (PyObject_GetBuffer(offsets_obj, &offsets, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) {
+    if (PyObject_GetBuffer(offsets_obj, &offsets, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE | PyBUF_FORMAT) < 0) {
         PyBuffer_Release(&codes);
         return NULL;
     }
-    if (PyObject_GetBuffer(perm_obj, &perm, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) {
+    if (PyObject_GetBuffer(perm_obj, &perm, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE | PyBUF_FORMAT) < 0) {
         PyBuffer_Release(&codes);
         PyBuffer_Release(&offsets);
         return NULL;
     }
     Py_ssize_t n = codes.len / (8 * words), buckets = (Py_ssize_t)1 << length;
     const char *problem = NULL;
-    if (n >= ((Py_ssize_t)1 << 32)) problem = "bucket_sort: 2**32 codes or more";
+    const char *o = (const char *)offsets.buf, *q = (const char *)perm.buf;
+    if (offsets.itemsize != 4 || perm.itemsize != 4 || strchr("IL", offsets.format[strlen(offsets.format) - 1]) == NULL
+        || strchr("IL", perm.format[strlen(perm.format) - 1]) == NULL)
+        problem = "bucket_sort: offsets and perm must be arrays of uint32";
+    else if (o < q + perm.len && q < o + offsets.len) problem = "bucket_sort: offsets and perm overlap";
+    else if (n >= ((Py_ssize_t)1 << 32)) problem = "bucket_sort: 2**32 codes or more";
     else if (offsets.len != (buckets + 1) * 4) problem = "bucket_sort: offsets must hold 2**length + 1 uint32";
     else if (perm.len != n * 4) problem = "bucket_sort: perm must hold one uint32 per code";
     if (problem == NULL) {

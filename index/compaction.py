@@ -135,7 +135,14 @@ class Compactor:
             return 0
         started = time.perf_counter()
         self._store_dirty = False
-        moved = fold()
+        try:
+            moved = fold(wait=force)
+        except BaseException:
+            self._store_dirty = True  # try again at the next turn
+            raise
+        if moved is None:  # another process is writing (or folding): try again later
+            self._store_dirty = True
+            return 0
         if moved:
             self.store_folds += 1
             self._renew_reader()
@@ -147,12 +154,9 @@ class Compactor:
         entry, so the view's answers stay the same; but its old read transaction would keep
         SQLite from checkpointing the fold's pages (hundreds of MB of WAL) until the next write."""
         with self._lists._write_lock:
-            current = self._lists.view
             reader = self._lists.store.reader()
-            if reader.generation != current.generation:  # cannot happen under the write lock
-                reader.close()  # but if it did, the next write publishes a fresher view anyway
-                return
-            self._lists._swap(current, dataclasses.replace(current, reader=reader))
+            if not self._lists._renew_reader(reader):  # another process wrote since the fold:
+                reader.close()  # its change reaches this process as a new view, on a new reader
 
     def stop(self) -> None:
         self._stopping = True

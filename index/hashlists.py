@@ -10,6 +10,7 @@ deltas into a new main segment and keeps the snapshot beside the store fresh (se
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import threading
@@ -324,7 +325,8 @@ class HashLists:
         with self._write_lock:
             reader = self.store.reader()
             if reader.generation == self._applied:
-                reader.close()
+                if not self._renew_reader(reader):
+                    reader.close()
                 return 0
             before = self._applied
             self._publish(Change(), reader)
@@ -365,6 +367,16 @@ class HashLists:
     def last_change_time(self) -> float:
         """When the lists served last changed (or were loaded): the index's age starts here."""
         return self._view.published
+
+    def _renew_reader(self, reader) -> bool:
+        """Under the write lock: the current view on ``reader`` when a store fold (no change to
+        any entry, so no new generation) happened since the view's own read transaction, which
+        would otherwise keep SQLite from checkpointing the fold's pages until the next write."""
+        current = self._view
+        if reader.generation != current.generation or getattr(reader, "folds", 0) == getattr(current.reader, "folds", 0):
+            return False
+        self._view = dataclasses.replace(current, reader=reader)
+        return True
 
     def _swap(self, expected: View, view: View) -> None:
         """Used by the compactor (under the write lock) to publish a restructured view."""

@@ -100,7 +100,7 @@ class KeyNotFound(ApiKeyError):
     def __init__(self, selector: str) -> None:
         # A whole key given as the selector (a leaked key pasted to revoke it) is never echoed.
         super().__init__(f"no API key has the id or name {redact_keys(selector)!r}")
-        self.selector = redact_keys(selector)
+        self.selector = redact_keys(selector)  # as shown to the caller: never a key's secret
 
 
 class KeyNameTaken(ApiKeyError):
@@ -145,7 +145,8 @@ class NewKey:
 
 
 # A whole key anywhere in a text: what redact_keys() hides before the text reaches a log or a reply.
-_KEY_IN_TEXT = re.compile(rf"hm_([0-9a-f]{{{_ID_HEX}}})_[0-9a-f]{{{_SECRET_BYTES * 2}}}", re.IGNORECASE)
+# Any length from 8 hex digits: a key cut short or run on when pasted still hides its secret.
+_KEY_IN_TEXT = re.compile(rf"hm_([0-9a-f]{{{_ID_HEX}}})_[0-9a-f]{{8,}}", re.IGNORECASE)
 
 
 def redact_keys(text: str) -> str:

@@ -39,6 +39,8 @@ from .view import AlgorithmIndex
 MAGIC = b"HMINDEX\0"
 # 2: list ids may be stored as u1 or u2 (a version 1 reader would not know those dtypes).
 FORMAT_VERSION = 2
+# Version 1 is version 2 without those dtypes: still read, so an upgrade does not rebuild.
+_READABLE_VERSIONS = (1, 2)
 _HEADER = struct.Struct("<8sIIQQ32s")
 _ALIGN = 64
 # Only these dtypes may appear in a snapshot.
@@ -156,8 +158,8 @@ def _read(f: BinaryIO, file_size: int) -> tuple[int, dict[Algorithm, AlgorithmIn
     magic, version, header_size, generation, payload_size, checksum = _HEADER.unpack(raw)
     if magic != MAGIC:
         raise SnapshotError("not a hashmatch index snapshot (bad magic)")
-    if version != FORMAT_VERSION:
-        raise SnapshotError(f"format version {version}, this hashmatch reads {FORMAT_VERSION}")
+    if version not in _READABLE_VERSIONS:
+        raise SnapshotError(f"format version {version}, this hashmatch reads {_READABLE_VERSIONS}")
     if header_size != _HEADER.size or file_size != _HEADER.size + payload_size:
         raise SnapshotError(f"size {file_size} does not match its header (payload {payload_size})")
     digest = hashlib.sha256()

@@ -77,6 +77,8 @@ class Reader:
         # The first read starts the transaction: from here on this connection sees a fixed state.
         self.generation = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]
         self.entries_generation = _entries_generation(db)
+        folds = db.execute("SELECT value FROM meta WHERE key = 'folds'").fetchone()
+        self.folds = folds[0] if folds else 0  # see SQLiteStore.fold_recent
 
     def changes_since(self, since: int, skip: int = 0) -> FeedBatch:
         """The change feed from generation ``since`` to this reader's state, read in its own
@@ -286,7 +288,10 @@ _SCHEMA += _CHANGES
 # are random: ~70k pages rewritten and ~330 MB of WAL per commit. The same rows go into this
 # small table's indexes in a few thousand pages; fold_recent moves them into entries later, in
 # the background and in bulk, where one pass over those pages serves many loads. Every read
-# goes through all_entries; a row is in exactly one of the two tables, under the same id.
+# goes through all_entries; a row is in exactly one of the two tables, under the same id. Ids
+# never overlap: a recent row's id is counted up from the largest in either table, so every id
+# in recent_entries is above every id in entries (the start-up read and the fold rely on it).
+# The unique constraints hold per table; loads check both tables before inserting.
 _RECENT = """
 CREATE TABLE IF NOT EXISTS recent_entries (
     id        INTEGER PRIMARY KEY,
@@ -300,6 +305,8 @@ CREATE TABLE IF NOT EXISTS recent_entries (
     UNIQUE (list_id, algorithm, hash),
     UNIQUE (list_id, entry_id, algorithm)
 );
+-- Folds done so far: a process whose view predates one renews its read transaction.
+INSERT OR IGNORE INTO meta (key, value) VALUES ('folds', 0);
 CREATE VIEW IF NOT EXISTS all_entries AS
     SELECT id, list_id, entry_id, algorithm, hash, label, source, added_at FROM entries
     UNION ALL
@@ -610,16 +617,40 @@ class SQLiteStore:
         with self._lock:
             return self._db.execute("SELECT count(*) FROM recent_entries").fetchone()[0]
 
-    def fold_recent(self) -> int:
+    def fold_recent(self, wait: bool = True) -> int | None:
         """Moves every row of recent_entries into entries, ids and all, in one transaction (a
         reader sees each row in one table or the other, never both or neither); returns how
         many moved. The entries do not change, so neither does any generation: index views
-        and snapshots stay valid. Costs about what the loads saved, once for all of them: run
-        in the background (the compactor does, when the store is idle or the table large)."""
-        with self._lock, _foreign_keys_off(self._db), self._transaction():
-            return self._move_recent()
+        and snapshots stay valid (the 'folds' count in meta tells other processes to move
+        their views to a read transaction after it). Costs about what the loads saved, once
+        for all of them: run in the background (the compactor does, when the store is idle or
+        the table large). ``wait=False``: None at once if another process holds the write
+        lock (writing, or folding the same rows), instead of waiting for it."""
+        with self._lock, _foreign_keys_off(self._db):
+            try:
+                if not wait:
+                    self._db.execute("PRAGMA busy_timeout=0")
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:
+                if wait:
+                    raise
+                return None
+            finally:
+                if not wait:
+                    self._db.execute(f"PRAGMA busy_timeout={int(_WRITE_WAIT_SECONDS * 1000)}")
+            try:
+                moved = self._move_recent()
+                if moved:
+                    self._db.execute("UPDATE meta SET value = value + 1 WHERE key = 'folds'")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return moved
 
     def _move_recent(self) -> int:
+        """fold_recent's moves, in the caller's transaction (also used by a load that must
+        leave the id space's top to SQLite); returns how many rows moved."""
         columns = "id, list_id, entry_id, algorithm, hash, label, source, added_at"
         db = self._db
         db.execute("SAVEPOINT fold")

@@ -248,8 +248,10 @@ class RequestObserver(grpc.ServerInterceptor):
         if matches is not None:
             fields["matches"] = len(matches)
             fields["lists_matched"] = len({m.list_name for m in matches})
-        if self._log_hashes and method.startswith(_MATCHER):
-            # The upload's hashes: computed (HashImage, MatchImage) or sent (MatchHashes).
+        if self._log_hashes and code is grpc.StatusCode.OK and method.startswith(_MATCHER):
+            # The upload's hashes: computed (HashImage, MatchImage) or sent (MatchHashes). Only
+            # for a call that was answered: a refused one (no key, wrong role, over its rate, a
+            # bad value) would let anyone who reaches the port write what it likes to the log.
             uploaded = getattr(response, "hashes", None) if response is not None else None
             if uploaded is None and request is not None:
                 uploaded = getattr(request, "hashes", None)

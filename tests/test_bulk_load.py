@@ -278,3 +278,32 @@ def test_a_fold_moves_every_row_but_one_that_conflicts(tmp_path: Path, caplog: p
     assert len({h.query_index for h in lists.match([Hash(PDQ, v) for v in first + second]).hits
                 if h.distance == 0}) == 60
     lists.close()
+
+
+def test_another_process_renews_its_view_after_a_fold_and_a_busy_fold_does_not_wait(tmp_path: Path) -> None:
+    rng = random.Random(27)
+    path = tmp_path / "s.sqlite3"
+    writer = HashLists(SQLiteStore(path), use_snapshot=False, background=False)
+    writer.create_list("l")
+    listed = values(rng, PDQ, 2000)
+    writer.add_entries("l", [NewEntry(PDQ, v) for v in listed])
+    follower = HashLists(SQLiteStore(path), use_snapshot=False, background=False)
+    follower.sync()
+    old_reader = follower.view.reader
+    # A fold that would have to wait for another process's write returns at once, moving nothing.
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    started = time.monotonic()
+    assert writer.store.fold_recent(wait=False) is None
+    assert time.monotonic() - started < 1 and writer.store.recent_rows() == 2000
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    assert writer.fold_store() == 2000
+    assert follower.sync() == 0  # no change to any entry: no new generation ...
+    assert follower.view.reader is not old_reader  # ... but a read transaction after the fold
+    del old_reader
+    frames, copied = wal_backfill(path)
+    assert frames > 0 and copied == frames
+    assert len({h.query_index for h in follower.match([Hash(PDQ, v) for v in listed[:40]]).hits}) == 40
+    follower.close()
+    writer.close()

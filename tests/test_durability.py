@@ -271,6 +271,21 @@ def test_list_ids_take_the_narrowest_type_and_survive_the_snapshot(tmp_path: Pat
     assert np.array_equal(back.codes, codes)
 
 
+def test_a_version_1_snapshot_is_still_read(tmp_path: Path) -> None:
+    # Version 2 only added the u1/u2 dtypes for list ids: a version 1 file (u4 ids) loads as it is.
+    n = 3000
+    codes = np.random.default_rng(5).integers(0, 2**63, size=(n, 1), dtype=np.uint64)
+    segment = Segment.build(64, codes, np.arange(n, dtype=np.int64), np.full(n, 70_000, np.int64))
+    path = tmp_path / "v1.index"
+    write_snapshot(path, 3, {Algorithm.PHASH: AlgorithmIndex.of(Algorithm.PHASH, segment)})
+    data = bytearray(path.read_bytes())
+    assert int.from_bytes(data[8:12], "little") == 2
+    data[8:12] = (1).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    generation, loaded = read_snapshot(path)
+    assert generation == 3 and np.array_equal(loaded[Algorithm.PHASH].main.codes, codes)
+
+
 def test_threshold_edits_keep_the_snapshot_valid(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite3"
     queries = fill(path)

@@ -128,3 +128,15 @@ def test_bucket_sort_refuses_bad_arguments() -> None:
     read_only.flags.writeable = False
     with pytest.raises((BufferError, ValueError)):  # the table must be writable
         _hamming.bucket_sort(codes, 1, 0, 8, np.zeros(257, np.uint32), read_only)
+
+
+@pytest.mark.skipif(_hamming is None, reason="index/_hamming.c is not built")
+def test_bucket_sort_refuses_tables_of_another_type_or_overlapping() -> None:
+    codes = np.zeros((10, 1), np.uint64)
+    with pytest.raises(ValueError, match="uint32"):
+        _hamming.bucket_sort(codes, 1, 0, 8, np.zeros(257, np.uint32), np.zeros(5, np.int64))
+    with pytest.raises(ValueError, match="uint32"):
+        _hamming.bucket_sort(codes, 1, 0, 8, np.zeros(257, np.float32), np.zeros(10, np.uint32))
+    shared = np.zeros(267, np.uint32)
+    with pytest.raises(ValueError, match="overlap"):
+        _hamming.bucket_sort(codes, 1, 0, 8, shared[:257], shared[250:260])

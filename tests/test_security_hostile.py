@@ -207,3 +207,15 @@ def test_a_leaked_key_pasted_to_revoke_it_is_revoked_and_never_echoed(
     failed = keys_offline("revoke", unknown)
     assert failed.returncode == 1 and "no API key" in failed.stderr
     assert_not_echoed(unknown, failed.stdout, failed.stderr)
+
+
+@pytest.mark.parametrize("cut", ["short", "long"])
+def test_a_key_pasted_cut_short_or_run_on_is_never_echoed(cut: str) -> None:
+    from hashmatch.index.keys import redact_keys
+
+    key = f"hm_{secrets.token_hex(6)}_{secrets.token_hex(32)}"
+    pasted = key[:-1] if cut == "short" else key + "ff"
+    shown = redact_keys(f"no API key has the id or name {pasted!r}")
+    assert key.split("_")[1] in shown  # the public id stays, to tell which key it was
+    secret = key.split("_")[2]
+    assert not any(secret[i : i + 8] in shown for i in range(0, len(secret) - 8))

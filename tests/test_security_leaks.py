@@ -231,6 +231,10 @@ def test_the_match_log_names_the_upload_hashes_only_when_asked(tmp_path: Path) -
             streamed = list(c.match_image_stream([("img-7", image)]))
             sent = flip(listed, 3)
             c.match_hashes([("pdq", sent)])
+            # A refused call's hashes are not logged: anyone could write anything there.
+            scribble = "bad" + secrets.token_hex(30) + "z"
+            with pytest.raises(Exception):
+                c.match_hashes([("pdq", scribble)])
     finally:
         assert proc.stop() == 0
     assert streamed[0].ok
@@ -246,8 +250,9 @@ def test_the_match_log_names_the_upload_hashes_only_when_asked(tmp_path: Path) -
     assert f"pdq:{pdq}" in image_line["hashes"] and f"sha256:{sha256}" in image_line["hashes"]
     stream_line = by_method[("stream image", "MatchImageStream")][0]
     assert stream_line["image_request_id"] == "img-7" and f"pdq:{pdq}" in stream_line["hashes"]
-    assert by_method[("request", "MatchHashes")][0]["hashes"] == [f"pdq:{sent}"]
+    assert [line["hashes"] for line in by_method[("request", "MatchHashes")]] == [[f"pdq:{sent}"]]
     logs = (proc.stderr + "".join(proc.stdout_lines)).encode()
     for needle in traces_of(image, marker, []):
         assert needle not in logs
     assert listed.encode() not in logs  # listed, but never uploaded
+    assert scribble.encode() not in logs
