@@ -421,9 +421,10 @@ def bench_soak(cycles: int, base: int, batch: int, seed: int, out: list[str]) ->
         lists.close()
     first, last = samples[0], samples[-1]
     out.append(f"\n### soak: {cycles} cycles of load {batch} + match + remove {batch}, on {base:,} PDQ entries\n")
-    out.append("| RSS after 100 cycles | RSS at the end | growth | time |")
-    out.append("| ---: | ---: | ---: | ---: |")
-    out.append(f"| {first / 2**20:.1f} MiB | {last / 2**20:.1f} MiB | {100 * (last - first) / first:+.1f}% | {seconds:.0f} s |")
+    out.append("| RSS after 100 cycles | RSS at the end | growth | every 100 cycles (MiB) | time |")
+    out.append("| ---: | ---: | ---: | --- | ---: |")
+    out.append(f"| {first / 2**20:.1f} MiB | {last / 2**20:.1f} MiB | {100 * (last - first) / first:+.1f}% | "
+               f"{' '.join(f'{x / 2**20:.0f}' for x in samples)} | {seconds:.0f} s |")
     print("\n".join(out[-4:]))
 
 
