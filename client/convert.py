@@ -58,6 +58,12 @@ def _known_algorithm(number: int) -> Algorithm | None:
         return None
 
 
+def thresholds_from_proto(values: Iterable[lists_pb2.AlgorithmThreshold]) -> dict[Algorithm, int]:
+    """Per algorithm; one a newer server knows and this client does not is left out rather than
+    failing the whole call."""
+    return {alg: t.threshold for t in values if (alg := _known_algorithm(t.algorithm)) is not None}
+
+
 def algorithms_to_proto(algorithms: Sequence[Algorithm | str] | None) -> list[hashes_pb2.Algorithm]:
     if isinstance(algorithms, (str, Algorithm)):
         algorithms = [algorithms]  # a lone name is a common slip; mean what it says
@@ -292,25 +298,18 @@ def stream_result(message: matcher_pb2.MatchImageStreamResponse) -> StreamResult
 def hash_list(message: lists_pb2.HashList) -> HashList:
     # Thresholds and counts are per algorithm; an algorithm a newer server knows and this
     # client does not is left out rather than failing the whole call.
-    thresholds = {
-        alg: t.threshold for t in message.thresholds if (alg := _known_algorithm(t.algorithm)) is not None
-    }
     counts = {alg: c.count for c in message.entry_counts if (alg := _known_algorithm(c.algorithm)) is not None}
     return HashList(
         name=message.name,
         description=message.description,
-        thresholds=thresholds,
+        thresholds=thresholds_from_proto(message.thresholds),
         enabled=message.enabled,
         entry_counts=counts,
         entry_count=message.entry_count,
         created=message.create_time.ToDatetime(tzinfo=timezone.utc),
         updated=message.update_time.ToDatetime(tzinfo=timezone.utc),
         match_orientations=message.match_orientations,
-        confirmed_thresholds={
-            alg: t.threshold
-            for t in message.confirmed_thresholds
-            if (alg := _known_algorithm(t.algorithm)) is not None
-        },
+        confirmed_thresholds=thresholds_from_proto(message.confirmed_thresholds),
     )
 
 

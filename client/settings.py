@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from google.protobuf.duration_pb2 import Duration
 
-from hashmatch.client.convert import algorithm_from_proto
+from hashmatch.client.convert import thresholds_from_proto
 from hashmatch.client.models import AbuseLimits, ServerSettings
 from hashmatch.v1 import admin_pb2
 
@@ -52,17 +52,5 @@ def server_settings(message: admin_pb2.ServerSettings) -> ServerSettings:
             max_lists=limits.max_lists,
             max_query_hashes=limits.max_query_hashes,
         ),
-        # Algorithms this client does not know are skipped rather than failing the whole call.
-        default_thresholds={
-            algorithm_from_proto(t.algorithm): t.threshold
-            for t in message.default_thresholds if _known(t.algorithm)
-        },
+        default_thresholds=thresholds_from_proto(message.default_thresholds),
     )
-
-
-def _known(number: int) -> bool:
-    try:
-        algorithm_from_proto(number)
-    except ValueError:
-        return False
-    return True

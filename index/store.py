@@ -200,6 +200,22 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+# Every column of an entry, in table order; entries and recent_entries (schema 6) share them.
+_ENTRY_COLUMNS = "id, list_id, entry_id, algorithm, hash, label, source, added_at"
+_ENTRY_TABLE = """
+CREATE TABLE IF NOT EXISTS {table} (
+    id        INTEGER PRIMARY KEY,
+    list_id   INTEGER NOT NULL REFERENCES lists(id) ON DELETE CASCADE,
+    entry_id  TEXT NOT NULL,
+    algorithm TEXT NOT NULL,
+    hash      BLOB NOT NULL,
+    label     TEXT NOT NULL DEFAULT '',
+    source    TEXT NOT NULL DEFAULT '',
+    added_at  REAL NOT NULL,
+    UNIQUE (list_id, algorithm, hash),
+    UNIQUE (list_id, entry_id, algorithm)
+);
+"""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS lists (
     id          INTEGER PRIMARY KEY,
@@ -221,19 +237,8 @@ CREATE TABLE IF NOT EXISTS thresholds (
     threshold INTEGER NOT NULL,
     PRIMARY KEY (list_id, algorithm)
 );
-CREATE TABLE IF NOT EXISTS entries (
-    id        INTEGER PRIMARY KEY,
-    list_id   INTEGER NOT NULL REFERENCES lists(id) ON DELETE CASCADE,
-    entry_id  TEXT NOT NULL,
-    algorithm TEXT NOT NULL,
-    hash      BLOB NOT NULL,
-    label     TEXT NOT NULL DEFAULT '',
-    source    TEXT NOT NULL DEFAULT '',
-    added_at  REAL NOT NULL,
-    UNIQUE (list_id, algorithm, hash),
-    UNIQUE (list_id, entry_id, algorithm)
-);
 """
+_SCHEMA += _ENTRY_TABLE.format(table="entries")
 _AUDIT = """
 CREATE TABLE IF NOT EXISTS audit (
     id        INTEGER PRIMARY KEY,
@@ -292,26 +297,14 @@ _SCHEMA += _CHANGES
 # never overlap: a recent row's id is counted up from the largest in either table, so every id
 # in recent_entries is above every id in entries (the start-up read and the fold rely on it).
 # The unique constraints hold per table; loads check both tables before inserting.
-_RECENT = """
-CREATE TABLE IF NOT EXISTS recent_entries (
-    id        INTEGER PRIMARY KEY,
-    list_id   INTEGER NOT NULL REFERENCES lists(id) ON DELETE CASCADE,
-    entry_id  TEXT NOT NULL,
-    algorithm TEXT NOT NULL,
-    hash      BLOB NOT NULL,
-    label     TEXT NOT NULL DEFAULT '',
-    source    TEXT NOT NULL DEFAULT '',
-    added_at  REAL NOT NULL,
-    UNIQUE (list_id, algorithm, hash),
-    UNIQUE (list_id, entry_id, algorithm)
-);
+_RECENT = _ENTRY_TABLE.format(table="recent_entries") + """
 -- Folds done so far: a process whose view predates one renews its read transaction.
 INSERT OR IGNORE INTO meta (key, value) VALUES ('folds', 0);
 CREATE VIEW IF NOT EXISTS all_entries AS
-    SELECT id, list_id, entry_id, algorithm, hash, label, source, added_at FROM entries
+    SELECT {columns} FROM entries
     UNION ALL
-    SELECT id, list_id, entry_id, algorithm, hash, label, source, added_at FROM recent_entries;
-"""
+    SELECT {columns} FROM recent_entries;
+""".replace("{columns}", _ENTRY_COLUMNS)
 _SCHEMA += _RECENT
 _SCHEMA_VERSION = 6
 # Each step upgrades a store from the version before it.
@@ -596,7 +589,7 @@ class SQLiteStore:
             # Nothing here needs that: any error (none is expected: the plan left no conflict)
             # rolls the whole transaction back.
             db.execute(
-                "INSERT OR FAIL INTO recent_entries (id, list_id, entry_id, algorithm, hash, label, source, added_at) "
+                f"INSERT OR FAIL INTO recent_entries ({_ENTRY_COLUMNS}) "
                 "SELECT ? + row_number() OVER (ORDER BY pos), ?, new_id, algorithm, hash, label, source, ? "
                 "FROM upload ORDER BY pos",
                 (last, list_id, now),
@@ -651,7 +644,7 @@ class SQLiteStore:
     def _move_recent(self) -> int:
         """fold_recent's moves, in the caller's transaction (also used by a load that must
         leave the id space's top to SQLite); returns how many rows moved."""
-        columns = "id, list_id, entry_id, algorithm, hash, label, source, added_at"
+        columns = _ENTRY_COLUMNS  # the two tables' columns, in the same order
         db = self._db
         db.execute("SAVEPOINT fold")
         try:

@@ -11,11 +11,11 @@ import grpc
 from google.protobuf.duration_pb2 import Duration
 
 from hashmatch import __version__
-from hashmatch.hashing.algorithms import Algorithm
-from hashmatch.v1 import admin_pb2, admin_pb2_grpc, lists_pb2
+from hashmatch.index.validation import default_thresholds
+from hashmatch.v1 import admin_pb2, admin_pb2_grpc
 
 from .config import ServerConfig
-from .convert import algorithm_to_proto
+from .convert import thresholds_to_proto
 from .errors import unary
 
 
@@ -65,14 +65,8 @@ def settings_message(config: ServerConfig, hashing_slots: int) -> admin_pb2.Serv
             max_lists=limits.max_lists,
             max_query_hashes=config.max_query_hashes,
         ),
-        # The same table CreateList fills unset thresholds from (index.validation.default_thresholds).
-        default_thresholds=[
-            lists_pb2.AlgorithmThreshold(
-                algorithm=algorithm_to_proto(algorithm),
-                threshold=algorithm.spec.default_threshold,
-            )
-            for algorithm in Algorithm
-        ],
+        # The same table CreateList fills unset thresholds from.
+        default_thresholds=thresholds_to_proto(default_thresholds()),
     )
     if config.max_staleness_seconds is not None:
         settings.max_staleness.CopyFrom(_duration(config.max_staleness_seconds))

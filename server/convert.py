@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from hashmatch.hashing import Algorithm, Hash, HashFormatError, HashResult, ImageHashes, Orientation
@@ -127,14 +129,15 @@ def _timestamp(value) -> Timestamp:
     return stamp
 
 
+def thresholds_to_proto(thresholds: Mapping[Algorithm, int]) -> list[lists_pb2.AlgorithmThreshold]:
+    return [lists_pb2.AlgorithmThreshold(algorithm=algorithm_to_proto(a), threshold=t) for a, t in thresholds.items()]
+
+
 def list_to_proto(info: ListInfo) -> lists_pb2.HashList:
     return lists_pb2.HashList(
         name=info.name,
         description=info.description,
-        thresholds=[
-            lists_pb2.AlgorithmThreshold(algorithm=algorithm_to_proto(a), threshold=t)
-            for a, t in info.thresholds.items()
-        ],
+        thresholds=thresholds_to_proto(info.thresholds),
         enabled=info.enabled,
         entry_counts=[
             lists_pb2.AlgorithmCount(algorithm=algorithm_to_proto(a), count=n) for a, n in info.counts.items()
@@ -143,8 +146,5 @@ def list_to_proto(info: ListInfo) -> lists_pb2.HashList:
         create_time=_timestamp(info.created),
         update_time=_timestamp(info.updated),
         match_orientations=info.match_orientations,
-        confirmed_thresholds=[
-            lists_pb2.AlgorithmThreshold(algorithm=algorithm_to_proto(a), threshold=t)
-            for a, t in info.confirmed_thresholds.items()
-        ],
+        confirmed_thresholds=thresholds_to_proto(info.confirmed_thresholds),
     )
